@@ -1,0 +1,1 @@
+"""mindstream's user-facing side: the CLI, the Python client, and local dev infrastructure."""

@@ -1,0 +1,1 @@
+"""The ``mindstream`` command: one entry point for the whole project."""

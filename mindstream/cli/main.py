@@ -1,0 +1,48 @@
+"""``mindstream`` entry point: parse, dispatch, and turn known errors into one line.
+
+Exit codes: 0 success, 1 the command ran and reported failure (a check
+failed, a run failed), 2 bad usage or configuration, 130 interrupted.
+Each subcommand group lives in its own module and registers itself here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from mindstream.cli import dev_cmd, serve_cmd
+from mindstream.cli.errors import CliError
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+GROUPS: list[Register] = [dev_cmd.register, serve_cmd.register]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mindstream",
+        description="Run multi-agent AI systems as services on versioned Kafka topics.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in GROUPS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except CliError as exc:
+        print(f"mindstream: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mindstream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Start and stop our own background processes, tracked by pid file.
+
+``dev down`` must stop exactly what ``dev up`` started and never a stranger
+that happens to share a name, so a pid file records the pid together with the
+process start time from /proc; a recycled pid fails that check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Tracked:
+    name: str
+    pid: int
+    start_ticks: int
+    log: Path
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks since boot (field 22 of /proc/pid/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parens; fields resume after the last ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie is as good as dead
+        return None
+    return int(fields[19])
+
+
+def pid_file(run_dir: Path, name: str) -> Path:
+    return run_dir / f"{name}.pid.json"
+
+
+def read(run_dir: Path, name: str) -> Tracked | None:
+    path = pid_file(run_dir, name)
+    try:
+        raw = json.loads(path.read_text())
+        return Tracked(name, int(raw["pid"]), int(raw["start_ticks"]), Path(raw["log"]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def alive(tracked: Tracked | None) -> bool:
+    return tracked is not None and _start_ticks(tracked.pid) == tracked.start_ticks
+
+
+def spawn(name: str, argv: Sequence[str], *, run_dir: Path, log: Path, cwd: Path,
+          env: dict[str, str] | None = None) -> Tracked:
+    """Start ``argv`` detached from our session, output appended to ``log``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=cwd, env=env, start_new_session=True,
+        )
+    ticks = _start_ticks(proc.pid)
+    tracked = Tracked(name, proc.pid, ticks or 0, log)
+    pid_file(run_dir, name).write_text(json.dumps(
+        {"pid": proc.pid, "start_ticks": tracked.start_ticks, "log": str(log), "argv": list(argv)}
+    ))
+    return tracked
+
+
+def stop(run_dir: Path, name: str, *, timeout_s: float = 30.0) -> bool:
+    """Stop the recorded process (SIGTERM, then SIGKILL). True if one was running."""
+    tracked = read(run_dir, name)
+    was_alive = alive(tracked)
+    if tracked is not None and was_alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(tracked.pid, signal.SIGTERM)
+        if not wait_for(lambda: not alive(tracked), timeout_s):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(tracked.pid, signal.SIGKILL)
+            wait_for(lambda: not alive(tracked), 5.0)
+    pid_file(run_dir, name).unlink(missing_ok=True)
+    return was_alive
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll ``condition`` until true or the timeout passes (for external processes
+    there is no event to await)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,1 @@
+"""The mindstream services, one package each, all of the same shape."""
