@@ -1,0 +1,124 @@
+"""MongoDB plumbing: the client, indexes declared as data, and optimistic concurrency.
+
+Each service's ``store.py`` declares its collections' indexes as
+:class:`IndexSpec` values and calls :func:`ensure_indexes` at start, so the
+indexes a service relies on are visible in one place and always exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.errors import ConflictError
+from shared.settings import MongoSettings
+
+__all__ = [
+    "Doc",
+    "IndexSpec",
+    "ProcessedLedger",
+    "ensure_indexes",
+    "make_client",
+    "update_versioned",
+]
+
+Doc = dict[str, Any]
+
+
+def make_client(settings: MongoSettings, app_name: str) -> AsyncMongoClient[Doc]:
+    """A client with bounded timeouts, so a down database fails handlers fast."""
+    return AsyncMongoClient(
+        settings.uri.get_secret_value(),
+        appname=app_name,
+        serverSelectionTimeoutMS=settings.timeout_ms,
+        connectTimeoutMS=settings.timeout_ms,
+        socketTimeoutMS=settings.timeout_ms * 2,
+        tz_aware=True,
+    )
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    keys: Sequence[tuple[str, int]]
+    unique: bool = False
+    name: str | None = None
+    expire_after_seconds: int | None = None
+    partial_filter: Mapping[str, Any] | None = field(default=None)
+
+    def options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"unique": self.unique}
+        if self.name:
+            opts["name"] = self.name
+        if self.expire_after_seconds is not None:
+            opts["expireAfterSeconds"] = self.expire_after_seconds
+        if self.partial_filter is not None:
+            opts["partialFilterExpression"] = dict(self.partial_filter)
+        return opts
+
+
+async def ensure_indexes(db: AsyncDatabase[Doc], indexes: Mapping[str, Sequence[IndexSpec]]) -> None:
+    """Create every declared index (idempotent: existing ones are left as they are)."""
+    for collection, specs in indexes.items():
+        for spec in specs:
+            await db[collection].create_index(list(spec.keys), **spec.options())
+
+
+async def update_versioned(
+    db: AsyncDatabase[Doc], collection: str, doc_id: Any, expected_version: int,
+    update: Mapping[str, Any],
+) -> Doc:
+    """Apply ``update`` only if the document is still at ``expected_version``.
+
+    The version is bumped in the same write. Zero matched documents means
+    another writer got there first: :class:`ConflictError` (transient), so the
+    caller re-reads and retries.
+    """
+    update = dict(update)
+    update.setdefault("$inc", {})
+    update["$inc"] = {**update["$inc"], "version": 1}
+    result: Doc | None = await db[collection].find_one_and_update(
+        {"_id": doc_id, "version": expected_version}, update,
+        return_document=ReturnDocument.AFTER,
+    )
+    if result is None:
+        raise ConflictError(f"{collection}/{doc_id}: version {expected_version} is stale")
+    return result
+
+
+class ProcessedLedger:
+    """Which messages a consumer group has already processed (unique on message id).
+
+    Architecture rule 3: a redelivered message (after a crash between effect
+    and commit, or a rebalance) is recognised and skipped. Entries expire
+    after ``ttl_seconds`` -- longer than any redelivery window -- so the
+    ledger does not grow without bound.
+    """
+
+    COLLECTION = "processed_messages"
+    INDEXES = (IndexSpec([("at", 1)], name="ttl_at", expire_after_seconds=7 * 24 * 3600),)
+
+    def __init__(self, db: AsyncDatabase[Doc], group: str) -> None:
+        self._coll = db[self.COLLECTION]
+        self._group = group
+
+    def _key(self, message_id: str) -> str:
+        return f"{self._group}/{message_id}"
+
+    async def seen(self, message_id: str) -> bool:
+        return await self._coll.find_one({"_id": self._key(message_id)}, {"_id": 1}) is not None
+
+    async def mark(self, message_id: str, topic: str, partition: int, offset: int) -> None:
+        from datetime import UTC, datetime
+
+        try:
+            await self._coll.insert_one({
+                "_id": self._key(message_id), "topic": topic, "partition": partition,
+                "offset": offset, "at": datetime.now(UTC),
+            })
+        except DuplicateKeyError:
+            pass  # marked by an earlier delivery whose commit was lost: same outcome

@@ -1,0 +1,74 @@
+"""Fixtures shared by every test: infrastructure, per-test topic prefixes and databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from schemas.topics import TOPICS
+from shared.kafka.admin import apply_topics
+from shared.settings import KafkaSettings, MongoSettings
+from tests.infra import Infra, provide
+
+_infra: Infra | None = None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "integration backend: chosen at first use (see the 'backend' line below)"
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    global _infra  # noqa: PLW0603 - reported in the terminal summary
+    with provide() as found:
+        _infra = found
+        print(f"\nintegration backend: {found.backend}")  # noqa: T201
+        yield found
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _infra is not None:
+        terminalreporter.write_line(f"integration backend: {_infra.backend}")
+    elif os.environ.get("PYTEST_XDIST_WORKER") is None:
+        terminalreporter.write_line("integration backend: not used by the selected tests")
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique prefix per test, so tests never share topics and can run in parallel."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def kafka_settings(infra: Infra, topic_prefix: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=infra.kafka_bootstrap, MINDSTREAM_TOPIC_PREFIX=topic_prefix)
+
+
+@pytest.fixture
+async def topics(kafka_settings: KafkaSettings) -> KafkaSettings:
+    """Every registered topic (and its dead-letter twin) under the test's prefix.
+
+    Partitions are capped at 3 to keep topic creation quick; tests about
+    partition spread ask for what they need themselves.
+    """
+    await apply_topics(kafka_settings, TOPICS, prefix=kafka_settings.topic_prefix, max_partitions=3)
+    return kafka_settings
+
+
+@pytest.fixture
+def mongo_settings(infra: Infra) -> MongoSettings:
+    return MongoSettings(uri=infra.mongo_uri, MINDSTREAM_DB=f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def mongo_db(mongo_settings: MongoSettings) -> AsyncIterator[object]:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        mongo_settings.uri.get_secret_value(), tz_aware=True)
+    db = client[mongo_settings.database]
+    yield db
+    await client.drop_database(mongo_settings.database)
+    await client.close()
