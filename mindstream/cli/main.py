@@ -8,15 +8,21 @@ Each subcommand group lives in its own module and registers itself here.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from mindstream.cli import dev_cmd, serve_cmd
+from mindstream.cli import dev_cmd, schemas_cmd, serve_cmd, topics_cmd
 from mindstream.cli.errors import CliError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-GROUPS: list[Register] = [dev_cmd.register, serve_cmd.register]
+GROUPS: list[Register] = [
+    dev_cmd.register,
+    topics_cmd.register,
+    schemas_cmd.register,
+    serve_cmd.register,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Client libraries log connection retries as errors; the CLI reports failures itself.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -1,0 +1,213 @@
+"""The service runtime: one way to wire a service to Kafka, MongoDB and its probes.
+
+Every service's ``app.py`` builds a :class:`ServiceRuntime`, registers its
+consumers and start-up hooks on it, and its ``__main__`` calls
+:func:`run_until_signalled`. Start order is: indexes and hooks, then the
+broker (consumers begin), then the probes' HTTP port, then background tasks
+(sweepers). Stop order is the reverse; the broker stops fetching, lets
+in-flight handlers finish within its graceful timeout, commits, and leaves
+its consumer groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from schemas.base import Message
+from schemas.topics import TopicSpec
+from shared.kafka.broker import make_broker
+from shared.kafka.consumer import ConsumerPipeline, Handler, PipelineObserver, subscribe
+from shared.kafka.publisher import PublishObserver, Publisher
+from shared.mongo import Doc, IndexSpec, ProcessedLedger, ensure_indexes, make_client
+from shared.observability.http import HealthServer
+from shared.observability.metrics import (
+    DEAD_LETTERED,
+    HANDLER_DURATION,
+    HANDLER_FAILURES,
+    MESSAGES_CONSUMED,
+    MESSAGES_PRODUCED,
+    RETRIES,
+    ServiceMetrics,
+)
+from shared.resilience import RetryPolicy
+from shared.settings import KafkaSettings, MongoSettings
+
+__all__ = ["MetricsObserver", "ServiceRuntime", "run_until_signalled"]
+
+log = logging.getLogger("mindstream.service")
+
+
+class MetricsObserver(PipelineObserver, PublishObserver):
+    """Feeds the consumer pipeline's and publisher's events into the service's metrics."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._m = metrics
+
+    def consumed(self, topic: str) -> None:
+        self._m.counter(MESSAGES_CONSUMED).inc(topic=topic)
+
+    def handled(self, topic: str, seconds: float) -> None:
+        self._m.histogram(HANDLER_DURATION).observe(seconds, topic=topic)
+
+    def retried(self, topic: str) -> None:
+        self._m.counter(RETRIES).inc(topic=topic)
+
+    def failed(self, topic: str, kind: str) -> None:
+        self._m.counter(HANDLER_FAILURES).inc(topic=topic, kind=kind)
+
+    def dead_lettered(self, topic: str, reason_kind: str) -> None:
+        self._m.counter(DEAD_LETTERED).inc(topic=topic, reason_kind=reason_kind)
+
+    def published(self, topic: str) -> None:
+        self._m.counter(MESSAGES_PRODUCED).inc(topic=topic)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        name: str,
+        *,
+        kafka: KafkaSettings,
+        mongo: MongoSettings,
+        http_host: str = "127.0.0.1",
+        http_port: int = 0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.name = name
+        self.kafka = kafka
+        self.group = f"mindstream-{name}"
+        self.metrics = ServiceMetrics(name.replace("-", "_"))
+        self.observer = MetricsObserver(self.metrics)
+        self.broker = make_broker(kafka, client_id=f"mindstream-{name}")
+        self.publisher = Publisher(self.broker, source=f"mindstream/{name}",
+                                   topic_prefix=kafka.topic_prefix, observer=self.observer)
+        self.mongo_client = make_client(mongo, app_name=f"mindstream-{name}")
+        self.db: AsyncDatabase[Doc] = self.mongo_client[mongo.database]
+        self.ledger = ProcessedLedger(self.db, self.group)
+        self.retry = retry or RetryPolicy(max_attempts=5, base_delay=0.05, max_delay=2.0)
+        self.health = HealthServer(http_host, http_port, self.metrics.registry,
+                                   checks={"kafka": self._kafka_ready, "mongodb": self._mongo_ready})
+        self._indexes: dict[str, list[IndexSpec]] = {ProcessedLedger.COLLECTION: list(ProcessedLedger.INDEXES)}
+        self._on_start: list[Callable[[], Awaitable[None]]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    # -- registration -------------------------------------------------------
+
+    def indexes(self, declared: dict[str, list[IndexSpec]] | dict[str, tuple[IndexSpec, ...]]) -> None:
+        for collection, specs in declared.items():
+            self._indexes.setdefault(collection, []).extend(specs)
+
+    def consume(
+        self,
+        spec: TopicSpec,
+        handler: Handler[Any],
+        *,
+        dedupe: bool = True,
+        group: str | None = "",
+        physical_topic: str | None = None,
+        from_beginning: bool = True,
+    ) -> ConsumerPipeline[Message]:
+        """Consume ``spec`` through the shared pipeline.
+
+        ``group=None`` reads without a consumer group (every replica reads
+        everything: registries built from compacted topics); such consumers
+        do not use the processed-message ledger.
+        """
+        pipeline: ConsumerPipeline[Message] = ConsumerPipeline(
+            spec=spec, group=self.group if group == "" or group is None else group,
+            handler=handler, publisher=self.publisher,
+            ledger=self.ledger if dedupe and group is not None else None,
+            retry=self.retry, observer=self.observer,
+        )
+        subscribe(self.broker, pipeline, topic_prefix=self.kafka.topic_prefix,
+                  physical_topic=physical_topic, from_beginning=from_beginning,
+                  group_id=pipeline.group if group is not None else None)
+        return pipeline
+
+    def on_start(self, hook: Callable[[], Awaitable[None]]) -> None:
+        self._on_start.append(hook)
+
+    def on_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
+        self._on_stop.append(hook)
+
+    def background(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """A long-running task (a sweeper) started after the broker, cancelled at stop."""
+        self._background.append(loop)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        await ensure_indexes(self.db, self._indexes)
+        for hook in self._on_start:
+            await hook()
+        await self.broker.start()
+        await self.health.start()
+        for loop in self._background:
+            self._tasks.append(asyncio.create_task(self._guard(loop), name=f"{self.name}-bg"))
+        self._started = True
+        log.info("%s started; probes and metrics on port %d", self.name, self.health.port)
+
+    async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a background loop alive across unexpected errors (logged, then restarted)."""
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s background task failed; restarting in 1s", self.name)
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.broker.stop()
+        for hook in reversed(self._on_stop):
+            await hook()
+        if self._started:
+            await self.health.stop()
+        await self.mongo_client.close()
+        self._started = False
+
+    async def __aenter__(self) -> ServiceRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _kafka_ready(self) -> bool:
+        return bool(await self.broker.ping(timeout=2.0))
+
+    async def _mongo_ready(self) -> bool:
+        await self.db.command("ping")
+        return True
+
+
+async def run_until_signalled(runtime: ServiceRuntime) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully (Kubernetes sends SIGTERM)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    try:
+        await stop.wait()
+        log.info("%s stopping on signal", runtime.name)
+    finally:
+        await runtime.stop()
