@@ -116,6 +116,7 @@ class ServiceRuntime:
         group: str | None = "",
         physical_topic: str | None = None,
         from_beginning: bool = True,
+        concurrency: int = 1,
     ) -> ConsumerPipeline[Message]:
         """Consume ``spec`` through the shared pipeline.
 
@@ -131,7 +132,8 @@ class ServiceRuntime:
         )
         subscribe(self.broker, pipeline, topic_prefix=self.kafka.topic_prefix,
                   physical_topic=physical_topic, from_beginning=from_beginning,
-                  group_id=pipeline.group if group is not None else None)
+                  group_id=pipeline.group if group is not None else None,
+                  concurrency=concurrency)
         return pipeline
 
     def on_start(self, hook: Callable[[], Awaitable[None]]) -> None:

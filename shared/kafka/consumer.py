@@ -200,6 +200,7 @@ def subscribe(
     from_beginning: bool = True,
     rewind_pause_s: float = 1.0,
     group_id: str | None = "",
+    concurrency: int = 1,
 ) -> None:
     """Attach ``pipeline`` to ``broker`` as a manually committed subscriber.
 
@@ -207,6 +208,11 @@ def subscribe(
     If it raises, the consumer seeks back to the record (``nack``) and, after
     a pause, gets it again. ``group_id=None`` consumes without a group (every
     replica reads everything, e.g. the compacted agents topic).
+
+    ``concurrency`` > 1 runs that many group members in this process, each
+    with its own partitions: partitions are processed in parallel, each one
+    still in order (so per-session order holds), and each member commits only
+    what it has finished.
     """
     topic = physical_topic or pipeline.spec.physical(topic_prefix)
     group = pipeline.group if group_id == "" else group_id
@@ -217,6 +223,7 @@ def subscribe(
         auto_offset_reset="earliest" if from_beginning else "latest",
         max_poll_interval_ms=10 * 60 * 1000,
         decoder=_keep_raw,
+        **({"max_workers": concurrency} if concurrency > 1 and group else {}),
     )
 
     @subscriber
