@@ -27,15 +27,7 @@ from shared.kafka.consumer import ConsumerPipeline, Handler, PipelineObserver, s
 from shared.kafka.publisher import PublishObserver, Publisher
 from shared.mongo import Doc, IndexSpec, ProcessedLedger, ensure_indexes, make_client
 from shared.observability.http import HealthServer
-from shared.observability.metrics import (
-    DEAD_LETTERED,
-    HANDLER_DURATION,
-    HANDLER_FAILURES,
-    MESSAGES_CONSUMED,
-    MESSAGES_PRODUCED,
-    RETRIES,
-    ServiceMetrics,
-)
+from shared.observability.metrics import DeadLetterReason, FailureKind, ServiceMetrics
 from shared.resilience import RetryPolicy
 from shared.settings import KafkaSettings, MongoSettings
 
@@ -51,22 +43,22 @@ class MetricsObserver(PipelineObserver, PublishObserver):
         self._m = metrics
 
     def consumed(self, topic: str) -> None:
-        self._m.counter(MESSAGES_CONSUMED).inc(topic=topic)
+        self._m.consumed(topic)
 
     def handled(self, topic: str, seconds: float) -> None:
-        self._m.histogram(HANDLER_DURATION).observe(seconds, topic=topic)
+        self._m.observe_handler(topic, seconds)
 
     def retried(self, topic: str) -> None:
-        self._m.counter(RETRIES).inc(topic=topic)
+        self._m.retried(topic)
 
-    def failed(self, topic: str, kind: str) -> None:
-        self._m.counter(HANDLER_FAILURES).inc(topic=topic, kind=kind)
+    def failed(self, topic: str, kind: FailureKind) -> None:
+        self._m.handler_failed(topic, kind)
 
-    def dead_lettered(self, topic: str, reason_kind: str) -> None:
-        self._m.counter(DEAD_LETTERED).inc(topic=topic, reason_kind=reason_kind)
+    def dead_lettered(self, topic: str, reason_kind: DeadLetterReason) -> None:
+        self._m.dead_lettered(topic, reason_kind)
 
     def published(self, topic: str) -> None:
-        self._m.counter(MESSAGES_PRODUCED).inc(topic=topic)
+        self._m.produced(topic)
 
 
 class ServiceRuntime:

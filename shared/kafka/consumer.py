@@ -47,6 +47,7 @@ from schemas.topics import TopicSpec
 from shared.errors import PermanentError
 from shared.kafka.publisher import Publisher
 from shared.mongo import ProcessedLedger
+from shared.observability.metrics import DeadLetterReason, FailureKind
 from shared.resilience import RetryPolicy, retry_async
 
 __all__ = [
@@ -94,8 +95,8 @@ class PipelineObserver:
     def handled(self, topic: str, seconds: float) -> None: ...
     def duplicate(self, topic: str) -> None: ...
     def retried(self, topic: str) -> None: ...
-    def failed(self, topic: str, kind: str) -> None: ...
-    def dead_lettered(self, topic: str, reason_kind: str) -> None: ...
+    def failed(self, topic: str, kind: FailureKind) -> None: ...
+    def dead_lettered(self, topic: str, reason_kind: DeadLetterReason) -> None: ...
 
 
 class ConsumerPipeline(Generic[M]):
@@ -128,7 +129,7 @@ class ConsumerPipeline(Generic[M]):
             envelope = Envelope.from_headers(record.headers or ())
             message: M = decode(self.spec.message, record.value, envelope)  # type: ignore[assignment]
         except ContractError as exc:
-            await self._dead_letter(record, "invalid_message", str(exc))
+            await self._dead_letter(record, "contract", str(exc))
             return Outcome.DEAD_LETTERED
         if self._ledger is not None and await self._ledger.seen(envelope.id):
             self._observer.duplicate(topic)
@@ -160,7 +161,8 @@ class ConsumerPipeline(Generic[M]):
         log.warning("retrying %s %s after attempt %d in %.2fs: %s", self.spec.name, envelope.id,
                     attempt, wait, _describe(exc))
 
-    async def _dead_letter(self, record: ConsumerRecord[Any, Any], kind: str, reason: str) -> None:
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], kind: DeadLetterReason,
+                           reason: str) -> None:
         headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq_")]
         headers += [
             (HEADER_DLQ_REASON, reason[:1000].encode()),
@@ -216,20 +218,21 @@ def subscribe(
     """
     topic = physical_topic or pipeline.spec.physical(topic_prefix)
     group = pipeline.group if group_id == "" else group_id
-    subscriber = broker.subscriber(
-        topic,
-        group_id=group,
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        max_poll_interval_ms=10 * 60 * 1000,
-        decoder=_keep_raw,
-        **({"max_workers": concurrency} if concurrency > 1 and group else {}),
-    )
+    options: dict[str, Any] = {
+        "group_id": group,
+        "ack_policy": AckPolicy.MANUAL,
+        "auto_offset_reset": "earliest" if from_beginning else "latest",
+        "max_poll_interval_ms": 10 * 60 * 1000,
+        "decoder": _keep_raw,
+    }
+    if concurrency > 1 and group:
+        options["max_workers"] = concurrency
+    subscriber = broker.subscriber(topic, **options)
 
-    @subscriber
+    @subscriber  # type: ignore[untyped-decorator]
     async def consume(msg: KafkaMessage) -> None:
         try:
-            await pipeline.process(msg.raw_message)  # type: ignore[arg-type]
+            await pipeline.process(msg.raw_message)
         except Exception:
             log.exception("could not process %s; will retry without committing", topic)
             await asyncio.sleep(rewind_pause_s)
