@@ -1,0 +1,1 @@
+"""Test doubles that speak real protocols (HTTP, Kafka), for tests and local demos."""
