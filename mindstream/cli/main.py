@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from mindstream.cli import dev_cmd, schemas_cmd, serve_cmd, topics_cmd
+from mindstream.cli import dev_cmd, run_cmd, schemas_cmd, serve_cmd, topics_cmd
 from mindstream.cli.errors import CliError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -22,6 +22,7 @@ GROUPS: list[Register] = [
     topics_cmd.register,
     schemas_cmd.register,
     serve_cmd.register,
+    run_cmd.register,
 ]
 
 

@@ -1,0 +1,265 @@
+"""``MindstreamClient``: publish run requests and get their results from Python.
+
+    async with MindstreamClient() as client:
+        result = await client.run("assistant", "What is 2+2?", session="s-1", user="u-1")
+        print(result.output)
+
+        async for event in client.stream("assistant", "Tell me a story", session="s-1"):
+            print(event.kind, event.text or "")
+
+How it works: the client publishes a ``RunRequested`` to
+``mindstream.runs.requested.v1`` with a per-client reply topic, where the
+reasoning service also sends the run's ``RunCompleted``. For live events it
+reads ``mindstream.runs.events.v1`` -- only the one partition that the
+session's key maps to, starting at its end before the request is sent, so
+nothing is missed and nothing else is read.
+
+It speaks the public contracts with a plain aiokafka producer and consumer;
+any Kafka client in any language can do the same (see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
+
+from schemas.codec import decode, encode
+from schemas.common import Actor, ActorKind
+from schemas.envelope import Envelope
+from schemas.errors import ContractError
+from schemas.runs import (
+    RunCommand,
+    RunCommandKind,
+    RunCompleted,
+    RunEvent,
+    RunPriority,
+    RunRequested,
+)
+from schemas.topics import RUNS_COMMANDS, RUNS_EVENTS, RUNS_REQUESTED, TopicSpec
+from shared.settings import KafkaSettings
+
+__all__ = ["MindstreamClient", "RunFailedError", "RunTimeoutError"]
+
+SOURCE = "mindstream/client"
+REPLY_RETENTION_MS = 24 * 3600 * 1000
+
+
+class RunTimeoutError(TimeoutError):
+    """No result arrived in time; the run may still finish later."""
+
+
+class RunFailedError(RuntimeError):
+    def __init__(self, result: RunCompleted) -> None:
+        super().__init__(f"run {result.run_id} {result.status.value}: {result.error or 'no reason given'}")
+        self.result = result
+
+
+@dataclass
+class _Waiter:
+    future: asyncio.Future[RunCompleted] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class MindstreamClient:
+    def __init__(
+        self,
+        bootstrap_servers: str | None = None,
+        *,
+        topic_prefix: str | None = None,
+        client_id: str | None = None,
+        settings: KafkaSettings | None = None,
+    ) -> None:
+        base = settings or KafkaSettings()
+        self._bootstrap = bootstrap_servers or base.bootstrap_servers
+        self._prefix = base.topic_prefix if topic_prefix is None else topic_prefix
+        self.client_id = client_id or f"client-{uuid.uuid4().hex[:12]}"
+        self.reply_topic = f"{self._prefix}mindstream.replies.{self.client_id}"
+        self._producer: AIOKafkaProducer | None = None
+        self._replies: AIOKafkaConsumer | None = None
+        self._reply_task: asyncio.Task[None] | None = None
+        self._waiters: dict[str, _Waiter] = {}
+        self._done: dict[str, RunCompleted] = {}
+
+    def topic(self, spec: TopicSpec) -> str:
+        return spec.physical(self._prefix)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(self.reply_topic, 1, 1, topic_configs={
+                "retention.ms": str(REPLY_RETENTION_MS)})])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            await admin.close()
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all",
+                                          enable_idempotence=True, client_id=self.client_id)
+        await self._producer.start()
+        self._replies = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
+                                         enable_auto_commit=False, client_id=self.client_id)
+        await self._replies.start()
+        tp = TopicPartition(self.reply_topic, 0)
+        self._replies.assign([tp])
+        await self._replies.seek_to_beginning(tp)
+        self._reply_task = asyncio.create_task(self._read_replies(), name="mindstream-replies")
+
+    async def close(self) -> None:
+        """Stop reading replies and flush what was sent; pending waits get cancelled."""
+        if self._reply_task is not None:
+            self._reply_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reply_task
+        for waiter in self._waiters.values():
+            waiter.future.cancel()
+        if self._replies is not None:
+            await self._replies.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def __aenter__(self) -> MindstreamClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _read_replies(self) -> None:
+        assert self._replies is not None
+        async for record in self._replies:
+            try:
+                result = decode(RunCompleted, record.value, Envelope.from_headers(record.headers))
+            except ContractError:
+                continue
+            self._done[result.run_id] = result
+            waiter = self._waiters.pop(result.run_id, None)
+            if waiter is not None and not waiter.future.done():
+                waiter.future.set_result(result)
+
+    # -- requests ---------------------------------------------------------------
+
+    async def submit(self, agent: str, text: str, *, session: str | None = None,
+                     user: str = "anonymous", run_id: str | None = None,
+                     priority: RunPriority = RunPriority.NORMAL,
+                     metadata: dict[str, str] | None = None) -> RunRequested:
+        """Publish a run request and return it (its ``run_id`` is the idempotency key)."""
+        request = RunRequested(
+            run_id=run_id or f"run-{uuid.uuid4().hex}", agent_id=agent,
+            session_id=session or f"session-{uuid.uuid4().hex[:12]}", user_id=user, input=text,
+            reply_topic=self.reply_topic, priority=priority, metadata=metadata or {},
+        )
+        await self._send(RUNS_REQUESTED, request, correlation_id=request.run_id)
+        return request
+
+    async def run(self, agent: str, text: str, *, timeout: float = 120.0, raise_on_failure: bool = True,
+                  **kwargs: Any) -> RunCompleted:
+        """Submit and wait for the final result."""
+        waiter = _Waiter()
+        request = await self._submit_waiting(agent, text, waiter, **kwargs)
+        return await self._wait(request, waiter, timeout, raise_on_failure)
+
+    async def stream(self, agent: str, text: str, *, timeout: float = 120.0,
+                     **kwargs: Any) -> AsyncIterator[RunEvent | RunCompleted]:
+        """Submit and yield the run's events as they happen, then its ``RunCompleted``."""
+        session = kwargs.pop("session", None) or f"session-{uuid.uuid4().hex[:12]}"
+        events = await self._session_events(session)
+        try:
+            waiter = _Waiter()
+            request = await self._submit_waiting(agent, text, waiter, session=session, **kwargs)
+            async with asyncio.timeout(timeout):
+                while True:
+                    batch = await events.getmany(timeout_ms=100)
+                    for records in batch.values():
+                        for record in records:
+                            event = self._decode_event(record.headers, record.value)
+                            if event is not None and event.run_id == request.run_id:
+                                yield event
+                    if waiter.future.done():
+                        # Drain what the reasoning service published before its final message.
+                        for records in (await events.getmany(timeout_ms=200)).values():
+                            for record in records:
+                                event = self._decode_event(record.headers, record.value)
+                                if event is not None and event.run_id == request.run_id:
+                                    yield event
+                        yield waiter.future.result()
+                        return
+        except TimeoutError:
+            raise RunTimeoutError(f"no result for the run within {timeout:.0f}s") from None
+        finally:
+            await events.stop()
+
+    async def cancel(self, run_id: str, session: str, *, reason: str | None = None,
+                     actor: str = "client") -> None:
+        await self.command(run_id, session, RunCommandKind.CANCEL, reason=reason, actor=actor)
+
+    async def command(self, run_id: str, session: str, kind: RunCommandKind, *,
+                      call_id: str | None = None, reason: str | None = None,
+                      actor: str = "client") -> None:
+        command = RunCommand(command_id=f"cmd-{uuid.uuid4().hex}", run_id=run_id, session_id=session,
+                             command=kind, actor=Actor(kind=ActorKind.USER, id=actor),
+                             call_id=call_id, reason=reason)
+        await self._send(RUNS_COMMANDS, command, correlation_id=run_id)
+
+    # -- internals --------------------------------------------------------------
+
+    async def _submit_waiting(self, agent: str, text: str, waiter: _Waiter,
+                              **kwargs: Any) -> RunRequested:
+        run_id = kwargs.pop("run_id", None) or f"run-{uuid.uuid4().hex}"
+        self._waiters[run_id] = waiter
+        if run_id in self._done:
+            waiter.future.set_result(self._done[run_id])
+        return await self.submit(agent, text, run_id=run_id, **kwargs)
+
+    async def _wait(self, request: RunRequested, waiter: _Waiter, timeout: float,
+                    raise_on_failure: bool) -> RunCompleted:
+        try:
+            result = await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+        except TimeoutError:
+            self._waiters.pop(request.run_id, None)
+            raise RunTimeoutError(f"no result for run {request.run_id} within {timeout:.0f}s") from None
+        if raise_on_failure and result.status.value != "completed":
+            raise RunFailedError(result)
+        return result
+
+    async def _send(self, spec: TopicSpec, message: Any, *, correlation_id: str) -> None:
+        if self._producer is None:
+            raise RuntimeError("MindstreamClient is not started (use `async with`)")
+        envelope = Envelope.new(message, source=SOURCE, correlation_id=correlation_id)
+        await self._producer.send_and_wait(self.topic(spec), encode(message), key=spec.key_of(message),
+                                           headers=envelope.to_headers())
+
+    async def _session_events(self, session: str) -> AIOKafkaConsumer:
+        topic = self.topic(RUNS_EVENTS)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
+                                    enable_auto_commit=False, client_id=self.client_id)
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = consumer.partitions_for_topic(topic) or {0}
+        ordered = sorted(partitions)
+        partition = DefaultPartitioner()(session.encode(), ordered, ordered)
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)  # resolve the end offset now, before the request is sent
+        return consumer
+
+    @staticmethod
+    def _decode_event(headers: Any, value: bytes) -> RunEvent | None:
+        try:
+            return decode(RunEvent, value, Envelope.from_headers(headers))
+        except ContractError:
+            return None
+
