@@ -246,7 +246,7 @@ class MindstreamClient:
         await consumer.start()
         partitions = consumer.partitions_for_topic(topic)
         if partitions is None:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
+            await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or {0}
         ordered = sorted(partitions)
         partition = DefaultPartitioner()(session.encode(), ordered, ordered)

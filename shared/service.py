@@ -23,8 +23,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from schemas.base import Message
 from schemas.topics import TopicSpec
 from shared.kafka.broker import make_broker
-from shared.kafka.consumer import ConsumerPipeline, Handler, PipelineObserver, subscribe
-from shared.kafka.publisher import PublishObserver, Publisher
+from shared.kafka.consumer import DEFAULT_RETRY, ConsumerPipeline, Handler, PipelineObserver, subscribe
+from shared.kafka.publisher import Publisher, PublishObserver
 from shared.mongo import Doc, IndexSpec, ProcessedLedger, ensure_indexes, make_client
 from shared.observability.http import HealthServer
 from shared.observability.metrics import DeadLetterReason, FailureKind, ServiceMetrics
@@ -83,10 +83,11 @@ class ServiceRuntime:
         self.mongo_client = make_client(mongo, app_name=f"mindstream-{name}")
         self.db: AsyncDatabase[Doc] = self.mongo_client[mongo.database]
         self.ledger = ProcessedLedger(self.db, self.group)
-        self.retry = retry or RetryPolicy(max_attempts=5, base_delay=0.05, max_delay=2.0)
+        self.retry = retry or DEFAULT_RETRY
         self.health = HealthServer(http_host, http_port, self.metrics.registry,
                                    checks={"kafka": self._kafka_ready, "mongodb": self._mongo_ready})
-        self._indexes: dict[str, list[IndexSpec]] = {ProcessedLedger.COLLECTION: list(ProcessedLedger.INDEXES)}
+        self._indexes: dict[str, list[IndexSpec]] = {
+            ProcessedLedger.COLLECTION: list(ProcessedLedger.INDEXES)}
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._background: list[Callable[[], Awaitable[None]]] = []

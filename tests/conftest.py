@@ -26,7 +26,7 @@ def infra() -> Iterator[Infra]:
     global _infra  # noqa: PLW0603 - reported in the terminal summary
     with provide() as found:
         _infra = found
-        print(f"\nintegration backend: {found.backend}")  # noqa: T201
+        print(f"\nintegration backend: {found.backend}")
         yield found
 
 

@@ -35,8 +35,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _stream(args: argparse.Namespace) -> int:
-    from mindstream.client import MindstreamClient
     from mindstream.cli.render import EventPrinter
+    from mindstream.client import MindstreamClient
     from schemas.runs import RunCompleted
 
     printer = EventPrinter(sys.stdout, quiet=args.quiet)

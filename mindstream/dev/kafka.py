@@ -36,7 +36,8 @@ logger.server.level = INFO
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise DevError("Java is not installed: Kafka needs Java 17+ (apt-get install openjdk-17-jre-headless)")
+        raise DevError("Java is not installed: Kafka needs Java 17+ "
+                       "(apt-get install openjdk-17-jre-headless)")
     return java
 
 
@@ -134,7 +135,7 @@ def start(settings: DevSettings) -> process.Tracked:
 
 def ready(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when the broker answers a metadata request (an open port is not enough)."""
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
     if not process.port_open(host or "127.0.0.1", int(port)):
         return False
 

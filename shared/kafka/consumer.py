@@ -65,6 +65,7 @@ log = logging.getLogger("mindstream.consumer")
 M = TypeVar("M", bound=Message)
 
 HEADER_DLQ_ERROR_KIND = "dlq_error_kind"
+DEFAULT_RETRY = RetryPolicy(max_attempts=5, base_delay=0.05, max_delay=2.0)
 HEADER_DLQ_GROUP = "dlq_consumer_group"
 
 
@@ -108,7 +109,7 @@ class ConsumerPipeline(Generic[M]):
         handler: Handler[M],
         publisher: Publisher,
         ledger: ProcessedLedger | None,
-        retry: RetryPolicy = RetryPolicy(max_attempts=5, base_delay=0.05, max_delay=2.0),
+        retry: RetryPolicy = DEFAULT_RETRY,
         observer: PipelineObserver | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:

@@ -11,7 +11,7 @@ from schemas.codec import encode
 from schemas.envelope import Envelope
 from schemas.topics import TopicSpec
 
-__all__ = ["Publisher", "PublishObserver"]
+__all__ = ["PublishObserver", "Publisher"]
 
 
 class PublishObserver:
