@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -12,13 +11,13 @@ from pymongo import AsyncMongoClient
 from schemas.topics import TOPICS
 from shared.kafka.admin import apply_topics
 from shared.settings import KafkaSettings, MongoSettings
-from tests.infra import Infra, provide
+from tests.infra import Infra, planned_backend, provide
 
 _infra: Infra | None = None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return "integration backend: chosen at first use (see the 'backend' line below)"
+    return f"integration backend: {planned_backend()}"
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +30,9 @@ def infra() -> Iterator[Infra]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _infra is not None:
-        terminalreporter.write_line(f"integration backend: {_infra.backend}")
-    elif os.environ.get("PYTEST_XDIST_WORKER") is None:
-        terminalreporter.write_line("integration backend: not used by the selected tests")
+    # Under pytest-xdist the workers hold the fixture; the controller reports the plan.
+    backend = _infra.backend if _infra is not None else planned_backend()
+    terminalreporter.write_line(f"integration backend: {backend}")
 
 
 @pytest.fixture

@@ -34,6 +34,17 @@ def _docker_available() -> bool:
     return result.returncode == 0
 
 
+def planned_backend() -> str:
+    """Which backend :func:`provide` will choose, without starting anything."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI"):
+        return "external Kafka and MongoDB (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI)"
+    if os.environ.get("MINDSTREAM_TEST_BACKEND", "auto") in ("auto", "docker") and _docker_available():
+        return "testcontainers: Kafka and MongoDB images"
+    from mindstream.dev.stack import endpoints
+
+    return endpoints(DevSettings()).backend
+
+
 @contextlib.contextmanager
 def provide() -> Iterator[Infra]:
     kafka_env, mongo_env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URI")
