@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install up down status test test-unit test-integration test-reliability lint typecheck check demo bench schemas clean
+.PHONY: install up down status test test-unit test-integration test-reliability lint typecheck check check-deploy demo bench schemas clean
 
 install: $(STAMP)
 
@@ -51,6 +51,12 @@ test-reliability: install up
 	@$(BIN)/pytest -m reliability
 
 check: lint typecheck
+
+# Render and validate the Kubernetes overlays, compose file and Dockerfile offline (also run by `make test`).
+check-deploy: install
+	@bash deploy/tools/install-checkers.sh
+	@$(BIN)/python deploy/tools/generate.py --check
+	@$(BIN)/pytest -q -m unit tests/unit/deploy
 
 demo: install up
 	@$(BIN)/mindstream demo
