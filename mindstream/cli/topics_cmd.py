@@ -15,6 +15,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply.add_argument("--prefix", default=None, help="topic name prefix (default: MINDSTREAM_TOPIC_PREFIX)")
     apply.add_argument("--max-partitions", type=int, default=None,
                        help="cap partition counts (small local setups)")
+    apply.add_argument("--replication-factor", type=int, default=1,
+                       help="replicas of new topics (production: 3)")
+    apply.add_argument("--min-insync-replicas", type=int, default=None,
+                       help="manage min.insync.replicas (production: 2); left alone if not given")
     apply.set_defaults(handler=_apply)
     topics_sub.add_parser("list", help="print the topic registry").set_defaults(handler=_list)
 
@@ -29,8 +33,9 @@ def _apply(args: argparse.Namespace) -> int:
     settings = KafkaSettings()
     prefix = settings.topic_prefix if args.prefix is None else args.prefix
     try:
-        actions = asyncio.run(apply_topics(settings, TOPICS, prefix=prefix,
-                                           max_partitions=args.max_partitions))
+        actions = asyncio.run(apply_topics(
+            settings, TOPICS, prefix=prefix, max_partitions=args.max_partitions,
+            replication_factor=args.replication_factor, min_insync_replicas=args.min_insync_replicas))
     except (KafkaError, OSError) as exc:
         raise CliError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc} "
                        "(is it running? `mindstream dev up`)") from exc

@@ -37,19 +37,21 @@ class TopicAction:
 
 
 def planned_topics(specs: Iterable[TopicSpec], prefix: str = "",
-                   max_partitions: int | None = None) -> list[PlannedTopic]:
+                   max_partitions: int | None = None,
+                   min_insync_replicas: int | None = None) -> list[PlannedTopic]:
     """The physical topics for ``specs``: each topic and its ``.dlq``.
 
     ``max_partitions`` caps partition counts (tests use 1-3 to start fast).
+    ``min_insync_replicas`` is managed only when given (production: 2 with
+    replication factor 3, so ``acks=all`` survives one broker down).
     """
     planned = []
     for spec in specs:
         parts = spec.partitions if max_partitions is None else min(spec.partitions, max_partitions)
-        planned.append(PlannedTopic(spec.physical(prefix), parts, {
-            "cleanup.policy": spec.cleanup_policy,
-            "retention.ms": str(spec.retention_ms),
-            "min.insync.replicas": "1",
-        }))
+        configs = {"cleanup.policy": spec.cleanup_policy, "retention.ms": str(spec.retention_ms)}
+        if min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(min_insync_replicas)
+        planned.append(PlannedTopic(spec.physical(prefix), parts, configs))
         dlq_parts = DLQ_PARTITIONS if max_partitions is None else min(DLQ_PARTITIONS, max_partitions)
         planned.append(PlannedTopic(spec.physical(prefix) + ".dlq", dlq_parts, {
             "cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS),
@@ -59,7 +61,8 @@ def planned_topics(specs: Iterable[TopicSpec], prefix: str = "",
 
 async def apply_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], *, prefix: str = "",
                        max_partitions: int | None = None,
-                       replication_factor: int = 1) -> list[TopicAction]:
+                       replication_factor: int = 1,
+                       min_insync_replicas: int | None = None) -> list[TopicAction]:
     from shared.kafka.broker import _security
 
     security = _security(settings)
@@ -74,7 +77,8 @@ async def apply_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], *, p
     )
     await admin.start()
     try:
-        return await _apply(admin, planned_topics(specs, prefix, max_partitions), replication_factor)
+        planned = planned_topics(specs, prefix, max_partitions, min_insync_replicas)
+        return await _apply(admin, planned, replication_factor)
     finally:
         await admin.close()
 
@@ -106,11 +110,14 @@ async def _apply(admin: AIOKafkaAdminClient, planned: list[PlannedTopic],
             name, entries = resource[3], resource[4]
             current[name] = {entry[0]: entry[1] for entry in entries}
     for p in present:
-        changes = {k: v for k, v in p.configs.items() if current.get(p.name, {}).get(k) != v}
+        have_configs = current.get(p.name, {})
+        changes = {k: v for k, v in p.configs.items() if have_configs.get(k) != v}
         notes = []
         if changes:
-            # AlterConfigs replaces the topic's whole config set, so send all we manage.
-            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, p.name, p.configs)])
+            # AlterConfigs replaces the topic's whole config set: keep what others set
+            # (the broker reports defaults too; resending them is harmless).
+            merged = {k: v for k, v in have_configs.items() if v is not None} | p.configs
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, p.name, merged)])
             notes.append("configs " + ", ".join(f"{k}={v}" for k, v in changes.items()))
         have = partitions.get(p.name, p.partitions)
         if have < p.partitions:
