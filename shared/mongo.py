@@ -7,13 +7,15 @@ indexes a service relies on are visible in one place and always exist.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from shared.errors import ConflictError
 from shared.settings import MongoSettings
@@ -24,10 +26,13 @@ __all__ = [
     "ProcessedLedger",
     "ensure_indexes",
     "make_client",
+    "sweep_expired",
     "update_versioned",
 ]
 
 Doc = dict[str, Any]
+
+log = logging.getLogger("mindstream.mongo")
 
 
 def make_client(settings: MongoSettings, app_name: str) -> AsyncMongoClient[Doc]:
@@ -61,11 +66,38 @@ class IndexSpec:
         return opts
 
 
-async def ensure_indexes(db: AsyncDatabase[Doc], indexes: Mapping[str, Sequence[IndexSpec]]) -> None:
-    """Create every declared index (idempotent: existing ones are left as they are)."""
+NOT_IMPLEMENTED = 238  # the server's code for "this feature is not supported here"
+
+
+async def ensure_indexes(db: AsyncDatabase[Doc], indexes: Mapping[str, Sequence[IndexSpec]],
+                         ) -> list[tuple[str, IndexSpec]]:
+    """Create every declared index (idempotent: existing ones are left as they are).
+
+    Returns the TTL indexes the server could not create (FerretDB has no TTL
+    indexes): the caller expires those documents itself with
+    :func:`sweep_expired`, so retention holds on every backend.
+    """
+    unsupported: list[tuple[str, IndexSpec]] = []
     for collection, specs in indexes.items():
         for spec in specs:
-            await db[collection].create_index(list(spec.keys), **spec.options())
+            try:
+                await db[collection].create_index(list(spec.keys), **spec.options())
+            except OperationFailure as exc:
+                if exc.code != NOT_IMPLEMENTED or spec.expire_after_seconds is None:
+                    raise
+                log.warning("%s: TTL indexes unsupported by this server; expiring by sweep instead",
+                            collection)
+                unsupported.append((collection, spec))
+    return unsupported
+
+
+async def sweep_expired(db: AsyncDatabase[Doc], collection: str, spec: IndexSpec) -> int:
+    """Delete what a TTL index would have: documents whose date field is past its age."""
+    assert spec.expire_after_seconds is not None
+    field_name = spec.keys[0][0]
+    cutoff = datetime.now(UTC) - timedelta(seconds=spec.expire_after_seconds)
+    result = await db[collection].delete_many({field_name: {"$lt": cutoff}})
+    return int(result.deleted_count)
 
 
 async def update_versioned(
@@ -113,8 +145,6 @@ class ProcessedLedger:
         return await self._coll.find_one({"_id": self._key(message_id)}, {"_id": 1}) is not None
 
     async def mark(self, message_id: str, topic: str, partition: int, offset: int) -> None:
-        from datetime import UTC, datetime
-
         try:
             await self._coll.insert_one({
                 "_id": self._key(message_id), "topic": topic, "partition": partition,

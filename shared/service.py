@@ -25,7 +25,7 @@ from schemas.topics import TopicSpec
 from shared.kafka.broker import make_broker
 from shared.kafka.consumer import DEFAULT_RETRY, ConsumerPipeline, Handler, PipelineObserver, subscribe
 from shared.kafka.publisher import Publisher, PublishObserver
-from shared.mongo import Doc, IndexSpec, ProcessedLedger, ensure_indexes, make_client
+from shared.mongo import Doc, IndexSpec, ProcessedLedger, ensure_indexes, make_client, sweep_expired
 from shared.observability.http import HealthServer
 from shared.observability.metrics import DeadLetterReason, FailureKind, ServiceMetrics
 from shared.resilience import RetryPolicy
@@ -142,7 +142,9 @@ class ServiceRuntime:
     # -- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
-        await ensure_indexes(self.db, self._indexes)
+        unsupported_ttl = await ensure_indexes(self.db, self._indexes)
+        if unsupported_ttl:
+            self._background.append(lambda: self._sweep_ttl(unsupported_ttl))
         for hook in self._on_start:
             await hook()
         await self.broker.start()
@@ -185,6 +187,13 @@ class ServiceRuntime:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _sweep_ttl(self, specs: list[tuple[str, IndexSpec]], every_s: float = 600.0) -> None:
+        """Retention where the server has no TTL indexes (FerretDB)."""
+        while True:
+            for collection, spec in specs:
+                await sweep_expired(self.db, collection, spec)
+            await asyncio.sleep(every_s)
 
     async def _kafka_ready(self) -> bool:
         return bool(await self.broker.ping(timeout=2.0))

@@ -48,6 +48,7 @@ from shared.errors import PermanentError
 from shared.kafka.publisher import Publisher
 from shared.mongo import ProcessedLedger
 from shared.observability.metrics import DeadLetterReason, FailureKind
+from shared.observability.tracing import start_span
 from shared.resilience import RetryPolicy, retry_async
 
 __all__ = [
@@ -138,12 +139,13 @@ class ConsumerPipeline(Generic[M]):
         delivery = Delivery(message, envelope, topic, record.partition, record.offset)
         started = time.perf_counter()
         try:
-            await retry_async(
-                lambda: self._handler(delivery), self._retry,
-                retry_on=lambda exc: not isinstance(exc, PermanentError | ContractError),
-                sleep=self._sleep,
-                on_retry=lambda attempt, exc, wait: self._on_retry(envelope, attempt, exc, wait),
-            )
+            with start_span(f"consume {topic}", envelope.traceparent):  # no-op unless tracing on
+                await retry_async(
+                    lambda: self._handler(delivery), self._retry,
+                    retry_on=lambda exc: not isinstance(exc, PermanentError | ContractError),
+                    sleep=self._sleep,
+                    on_retry=lambda attempt, exc, wait: self._on_retry(envelope, attempt, exc, wait),
+                )
         except (PermanentError, ContractError) as exc:
             self._observer.failed(topic, "permanent")
             await self._dead_letter(record, "permanent", _describe(exc))

@@ -93,3 +93,23 @@ async def test_consumer_group_of_two_shares_partitions(infra: Any, topic_prefix:
             await member.stop()
     assert assigned[0].isdisjoint(assigned[1])
     assert assigned[0] | assigned[1] == {0, 1, 2, 3}
+
+
+async def test_ttl_retention_holds_even_without_ttl_indexes(mongo_db: Any) -> None:
+    """FerretDB has no TTL indexes; the runtime then expires documents by sweeping."""
+    from datetime import timedelta
+
+    from shared.mongo import sweep_expired
+
+    spec = IndexSpec([("at", 1)], name="ttl_at", expire_after_seconds=3600)
+    unsupported = await ensure_indexes(mongo_db, {"events": [spec]})
+    now = datetime.now(UTC)
+    await mongo_db.events.insert_many([
+        {"_id": "old", "at": now - timedelta(hours=2)}, {"_id": "new", "at": now}])
+    if unsupported:
+        assert unsupported == [("events", spec)]
+        assert await sweep_expired(mongo_db, "events", spec) == 1
+        assert [d["_id"] async for d in mongo_db.events.find({})] == ["new"]
+    else:  # a real MongoDB: the server's TTL monitor owns retention
+        info = await mongo_db.events.index_information()
+        assert info["ttl_at"]["expireAfterSeconds"] == 3600
