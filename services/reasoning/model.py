@@ -338,8 +338,10 @@ class ModelClient:
         self, request: ModelRequest, result: _Assembly, started: float, attempts: int
     ) -> ModelResponse:
         content = "".join(result.content)
+        calls = result.tool_calls()
         parsed: Any = None
-        if request.response_schema is not None:
+        # A reply that asks for tools is an intermediate turn: only a final answer must match.
+        if request.response_schema is not None and not calls:
             parsed = _decode_structured(content)
             problems = validate(parsed, request.response_schema)
             if problems:
@@ -347,7 +349,7 @@ class ModelClient:
         ttft = result.first_token_at
         return ModelResponse(
             content=content,
-            tool_calls=result.tool_calls(),
+            tool_calls=calls,
             usage=result.usage,
             finish_reason=result.finish_reason,
             latency_ms=round((self._clock() - started) * 1000, 3),

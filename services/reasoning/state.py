@@ -101,6 +101,8 @@ class PendingCall(BaseModel):
     result: Any = None
     error: str | None = None
     child_run_id: str | None = None
+    child_session_id: str | None = None
+    kind: Literal["tool", "knowledge", "delegate", "handoff"] = "tool"
 
 
 class RunLimits(BaseModel):
@@ -133,7 +135,17 @@ class RunState(BaseModel):
     parent_run_id: str | None = None
     depth: int = 0
     output: str | None = None
+    structured_output: dict[str, Any] | None = None
     failure_reason: str | None = None
+    # Bookkeeping of the service around the state machine (not touched by transition()):
+    seq: int = 0  # the next RunEvent seq of this run
+    step: int = 0  # persisted steps so far; outbox message ids derive from it
+    turn_start: int = 0  # index in ``messages`` of this run's user turn (history before it)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reply_topic: str | None = None
+    parent_session_id: str | None = None
+    handoff_call_id: str | None = None  # route mode: this call's answer is the run's answer
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
@@ -162,6 +174,8 @@ class RequestedCall(_Event):
     arguments: dict[str, Any] = Field(default_factory=dict)
     requires_approval: bool = False
     child_run_id: str | None = None  # set when the call delegates to another agent
+    child_session_id: str | None = None
+    kind: Literal["tool", "knowledge", "delegate", "handoff"] = "tool"
 
 
 class ModelReplied(_Event):
@@ -268,7 +282,12 @@ def _apply_model_reply(run: RunState, event: ModelReplied) -> None:
             else CallStatus.PENDING
         )
         run.pending_tool_calls[c.call_id] = PendingCall(
-            tool=c.tool, arguments=c.arguments, status=status, child_run_id=c.child_run_id
+            tool=c.tool,
+            arguments=c.arguments,
+            status=status,
+            child_run_id=c.child_run_id,
+            child_session_id=c.child_session_id,
+            kind=c.kind,
         )
     run.tool_calls += len(event.calls)
     run.batch = [c.call_id for c in event.calls]

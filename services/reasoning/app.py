@@ -1,0 +1,109 @@
+"""Wiring of the reasoning service: topics in, handlers, stores, sweeper. No logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.topics import (
+    AGENTS,
+    RUNS_COMMANDS,
+    RUNS_COMPLETED,
+    RUNS_READY,
+    TOOLS_RESULTS,
+    TopicSpec,
+)
+from services.reasoning.agents import AgentBook
+from services.reasoning.handlers import Reasoner, ReasonerConfig
+from services.reasoning.model import ModelClient
+from services.reasoning.settings import ReasoningSettings, model_config_for
+from services.reasoning.store import INDEXES, AgentVersionStore, RunStore
+from services.reasoning.toolbox import ToolCatalog
+from shared.agent_registry import AgentRegistry
+from shared.kafka.consumer import Handler
+from shared.service import ServiceRuntime
+from shared.settings import KafkaSettings, MongoSettings
+
+__all__ = ["ReasoningApp", "assemble", "build"]
+
+log = logging.getLogger("mindstream.reasoning")
+
+
+@dataclass
+class ReasoningApp:
+    """The runtime plus the parts tests and operators may want to look at."""
+
+    runtime: ServiceRuntime
+    reasoner: Reasoner
+    agents: AgentBook
+    model: ModelClient
+
+
+def assemble(
+    settings: ReasoningSettings,
+    kafka: KafkaSettings,
+    mongo: MongoSettings,
+    *,
+    http_host: str = "127.0.0.1",
+    http_port: int | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ReasoningApp:
+    runtime = ServiceRuntime(
+        "reasoning", kafka=kafka, mongo=mongo, http_host=http_host,
+        http_port=settings.http_port if http_port is None else http_port,
+    )
+    runtime.indexes(INDEXES)
+    registry = AgentRegistry()
+    book = AgentBook(registry, AgentVersionStore(runtime.db))
+    model = ModelClient(model_config_for(settings))
+    reasoner = Reasoner(
+        store=RunStore(runtime.db), publisher=runtime.publisher, agents=registry, model=model,
+        catalog=ToolCatalog.discover(settings.tool_modules),
+        config=ReasonerConfig(
+            delta_flush_ms=settings.delta_flush_ms, delta_flush_chars=settings.delta_flush_chars,
+            outbox_redrive_after_s=settings.outbox_redrive_after_s,
+        ),
+        clock=clock,
+    )
+
+    async def load_agents() -> None:
+        await book.start(kafka)
+
+    async def sweep_forever() -> None:
+        while True:
+            swept = await reasoner.sweep()
+            if swept:
+                log.info("deadline sweeper failed %d run(s)", swept)
+            await asyncio.sleep(settings.sweep_interval_s)
+
+    runtime.on_start(load_agents)
+    runtime.consume(AGENTS, book.handle, group=None)
+    # One group per input topic: replicas still share each group, and a member joining or
+    # leaving rebalances one topic, not all four (faster starts, no cross-topic stalls).
+    inputs: list[tuple[TopicSpec, Handler[Any]]] = [
+        (RUNS_READY, reasoner.on_ready),
+        (TOOLS_RESULTS, reasoner.on_tool_result),
+        (RUNS_COMMANDS, reasoner.on_command),
+        (RUNS_COMPLETED, reasoner.on_run_completed),
+    ]
+    for spec, handler in inputs:
+        group = f"{runtime.group}.{spec.name.removeprefix('mindstream.').rsplit('.', 1)[0]}"
+        runtime.consume(spec, handler, group=group, concurrency=settings.consumer_concurrency)
+    runtime.background(sweep_forever)
+    runtime.on_stop(model.aclose)
+    return ReasoningApp(runtime, reasoner, book, model)
+
+
+def build(
+    settings: ReasoningSettings,
+    kafka: KafkaSettings,
+    mongo: MongoSettings,
+    *,
+    http_host: str = "127.0.0.1",
+    http_port: int | None = None,
+) -> ServiceRuntime:
+    return assemble(settings, kafka, mongo, http_host=http_host, http_port=http_port).runtime

@@ -1,0 +1,188 @@
+"""The reasoning service's MongoDB collections: ``runs`` and ``agent_versions``.
+
+A run document keeps the state machine's :class:`RunState` as one JSON string
+(``state``) next to the few fields queries need (status, deadline, outbox flag).
+Storing the state as a string keeps arbitrary model-made keys (tool arguments may
+contain ``.`` or ``$``) out of MongoDB's key rules, on MongoDB and FerretDB alike.
+
+``outbox`` holds the messages the last persisted step must publish, with their
+final ids, written in the same versioned update as the state change (architecture
+rule 2): a redelivered input, or the sweeper, finds them and re-publishes the very
+same ids. Clearing the outbox after publishing does not bump ``version``: it only
+drops messages already sent, so losing that race merely re-sends duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from schemas.agents import AgentDefinition
+from services.reasoning.state import RunState, RunStatus
+from shared.mongo import Doc, IndexSpec, update_versioned
+
+__all__ = [
+    "AGENT_VERSIONS",
+    "INDEXES",
+    "RUNS",
+    "AgentVersionStore",
+    "OutboxItem",
+    "RunStore",
+    "StoredRun",
+]
+
+RUNS = "runs"
+AGENT_VERSIONS = "agent_versions"
+
+INDEXES: dict[str, list[IndexSpec]] = {
+    RUNS: [
+        IndexSpec([("status", 1), ("deadline", 1)], name="status_deadline"),
+        IndexSpec([("outbox_pending", 1), ("updated_at", 1)], name="outbox_pending"),
+        IndexSpec([("session_id", 1), ("created_at", 1)], name="session_created"),
+    ],
+    AGENT_VERSIONS: [IndexSpec([("agent_id", 1), ("version", 1)], unique=True, name="agent_ver")],
+}
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One message a persisted step still has to publish."""
+
+    id: str
+    topic: str  # logical topic name (registry)
+    body: str  # the message's JSON
+    physical_topic: str | None = None  # a client's reply topic
+    best_effort: bool = False  # a failure is logged, not retried (client reply topics)
+
+    def to_doc(self) -> Doc:
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "body": self.body,
+            "physical_topic": self.physical_topic,
+            "best_effort": self.best_effort,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> OutboxItem:
+        return cls(
+            id=str(doc["id"]),
+            topic=str(doc["topic"]),
+            body=str(doc["body"]),
+            physical_topic=doc.get("physical_topic"),
+            best_effort=bool(doc.get("best_effort", False)),
+        )
+
+
+@dataclass
+class StoredRun:
+    state: RunState
+    outbox: list[OutboxItem] = field(default_factory=list)
+
+
+def _doc(state: RunState, outbox: list[OutboxItem]) -> Doc:
+    return {
+        "status": state.status.value,
+        "deadline": state.deadline,
+        "session_id": state.session_id,
+        "agent_id": state.agent_id,
+        "parent_run_id": state.parent_run_id,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "outbox": [item.to_doc() for item in outbox],
+        "outbox_pending": bool(outbox),
+        "state": state.model_dump_json(),
+    }
+
+
+def _stored(doc: Doc) -> StoredRun:
+    state = RunState.model_validate_json(doc["state"])
+    state.version = int(doc["version"])
+    return StoredRun(state, [OutboxItem.from_doc(d) for d in doc.get("outbox") or []])
+
+
+class RunStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._runs = db[RUNS]
+        self._db = db
+
+    async def get(self, run_id: str) -> StoredRun | None:
+        doc = await self._runs.find_one({"_id": run_id})
+        return None if doc is None else _stored(doc)
+
+    async def create(self, state: RunState, outbox: list[OutboxItem]) -> bool:
+        """Insert a new run; False when it exists already (the run_id is the idempotency key)."""
+        state.version = max(state.version, 1)
+        try:
+            await self._runs.insert_one(
+                {"_id": state.run_id, "version": state.version, **_doc(state, outbox)}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def save(
+        self, expected_version: int, state: RunState, outbox: list[OutboxItem]
+    ) -> RunState:
+        """Write ``state`` and its outbox if the run is still at ``expected_version``.
+
+        Raises :class:`shared.errors.ConflictError` (transient) when another writer won.
+        """
+        state.version = expected_version + 1
+        doc = await update_versioned(
+            self._db, RUNS, state.run_id, expected_version, {"$set": _doc(state, outbox)}
+        )
+        state.version = int(doc["version"])
+        return state
+
+    async def clear_outbox(self, run_id: str, version: int) -> None:
+        await self._runs.update_one(
+            {"_id": run_id, "version": version},
+            {"$set": {"outbox": [], "outbox_pending": False}},
+        )
+
+    async def due(self, now: datetime, statuses: list[RunStatus], limit: int = 100) -> list[str]:
+        """Runs in one of ``statuses`` whose deadline has passed."""
+        cursor = self._runs.find(
+            {"status": {"$in": [s.value for s in statuses]}, "deadline": {"$lt": now}},
+            {"_id": 1},
+        ).limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def unpublished(self, before: datetime, limit: int = 100) -> list[str]:
+        """Runs whose outbox was persisted before ``before`` and is still not cleared."""
+        cursor = self._runs.find(
+            {"outbox_pending": True, "updated_at": {"$lt": before}}, {"_id": 1}
+        ).limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
+
+class AgentVersionStore:
+    """Every agent version this service has seen, so pinned runs survive restarts.
+
+    The agents topic is compacted to the newest version per agent; older versions
+    live on only here.
+    """
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._coll = db[AGENT_VERSIONS]
+
+    async def save(self, definition: AgentDefinition) -> None:
+        key = f"{definition.id}@{definition.version}"
+        body: dict[str, Any] = {
+            "agent_id": definition.id,
+            "version": definition.version,
+            "definition": definition.model_dump_json(),
+        }
+        await self._coll.update_one({"_id": key}, {"$set": body}, upsert=True)
+
+    async def all(self) -> list[AgentDefinition]:
+        found: list[AgentDefinition] = []
+        async for doc in self._coll.find({}):
+            found.append(AgentDefinition.model_validate(json.loads(doc["definition"])))
+        return found
