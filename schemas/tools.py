@@ -25,6 +25,7 @@ from schemas.base import (
     ToolName,
     UtcDatetime,
 )
+from schemas.common import Actor
 
 __all__ = [
     "MAX_INLINE_CONTENT_BYTES",
@@ -52,6 +53,11 @@ class ToolCall(Message):
     arguments: JsonDict = Field(default_factory=dict, description="Arguments as a JSON object.")
     deadline: UtcDatetime = Field(description="After this instant the result is useless.")
     attempt: int = Field(default=1, ge=1, le=100, description="1 for the first try.")
+    approved_by: Actor | None = Field(
+        default=None,
+        description="Operator who approved the call; a tool that requires approval runs only "
+        "when this is set.",
+    )
 
 
 class ToolErrorCode(StrEnum):

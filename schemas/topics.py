@@ -6,6 +6,11 @@ evenly among 1, 2, 3, 4, 6 or 12 replicas of a consumer group, so scaling
 out never leaves a replica with double load. Partitions can be added later
 but that moves sessions between partitions, so start with headroom.
 
+``mindstream.knowledge.documents.v1`` is keyed by document id (versions of
+one document stay ordered) with 3 partitions: low volume, large messages.
+Its retention is 30 days; the memory service's MongoDB store is the durable
+copy of the corpus.
+
 ``mindstream.agents.v1`` has 1 partition: it is small, compacted, and read
 in full by every replica (no consumer group), so one partition gives a
 single global order of definition changes at no cost. ``mindstream.audit.v1``
@@ -30,7 +35,7 @@ from pydantic import BaseModel
 from schemas.agents import AgentDefinition
 from schemas.audit import AuditEvent
 from schemas.base import Message
-from schemas.knowledge import KnowledgeQuery
+from schemas.knowledge import KnowledgeDocument, KnowledgeQuery
 from schemas.runs import RunCommand, RunCompleted, RunEvent, RunReady, RunRequested
 from schemas.tools import ToolCall, ToolResult
 
@@ -38,6 +43,7 @@ __all__ = [
     "AGENTS",
     "AUDIT",
     "DLQ_RETENTION_MS",
+    "KNOWLEDGE_DOCUMENTS",
     "KNOWLEDGE_QUERIES",
     "RUNS_COMMANDS",
     "RUNS_COMPLETED",
@@ -182,6 +188,15 @@ TOOLS_RESULTS = _session_topic(
     7,
     "Results of tool calls and knowledge queries.",
 )
+KNOWLEDGE_DOCUMENTS = TopicSpec(
+    name="mindstream.knowledge.documents.v1",
+    message=KnowledgeDocument,
+    key="document_id",
+    partitions=3,
+    retention_ms=30 * _DAY_MS,
+    cleanup_policy="delete",
+    description="Knowledge documents to ingest, replace or delete; keyed by document id.",
+)
 AGENTS = TopicSpec(
     name="mindstream.agents.v1",
     message=AgentDefinition,
@@ -212,6 +227,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TOOLS_RESULTS,
     AGENTS,
     AUDIT,
+    KNOWLEDGE_DOCUMENTS,
 )
 
 _BY_NAME = {spec.name: spec for spec in TOPICS}

@@ -12,7 +12,18 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from mindstream.cli import dev_cmd, run_cmd, schemas_cmd, serve_cmd, topics_cmd
+from mindstream.cli import (
+    agents_cmd,
+    audit_cmd,
+    dev_cmd,
+    memory_cmd,
+    run_cmd,
+    schemas_cmd,
+    serve_cmd,
+    tokens_cmd,
+    tools_cmd,
+    topics_cmd,
+)
 from mindstream.cli.errors import CliError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -23,6 +34,11 @@ GROUPS: list[Register] = [
     schemas_cmd.register,
     serve_cmd.register,
     run_cmd.register,
+    memory_cmd.register,
+    tools_cmd.register,
+    audit_cmd.register,
+    tokens_cmd.register,
+    agents_cmd.register,
 ]
 
 

@@ -4,5 +4,8 @@ Infrastructure-free core (pure logic, unit-tested without Kafka or MongoDB):
 ``tokens`` (estimates), ``window`` (history window, when to summarise),
 ``summarizer``, ``learning`` (facts, merge, relevance), ``chunking``,
 ``retrieval`` (BM25, vectors, RRF, hybrid) and ``context`` (assembly within
-a budget). Kafka and MongoDB wiring goes in ``app.py`` and ``store.py`` (not yet written).
+a budget). The service around it: ``store`` (MongoDB collections), ``knowledge``
+(ingestion and the per-replica search index), ``assembly`` (a run's context
+from the store), ``handlers`` (one per consumed topic), ``app`` (wiring) and
+``__main__`` (``mindstream serve memory``).
 """

@@ -127,7 +127,10 @@ def assemble_context(
     knowledge: Sequence[KnowledgeLike],
     budget: ContextBudget | None = None,
     window_policy: WindowPolicy | None = None,
+    history_is_suffix: bool = False,
 ) -> ContextBundle:
+    """``history_is_suffix``: ``history`` is the session's newest messages only
+    (older ones are in the summary or were not loaded); see ``select_window``."""
     budget = budget or ContextBudget()
     remaining = budget.total_tokens
 
@@ -157,7 +160,13 @@ def assemble_context(
     knowledge_tokens = sum(k.tokens for k in knowledge_items)
     remaining -= knowledge_tokens
 
-    window = select_window(history, summary=summary, policy=window_policy, max_tokens=remaining)
+    window = select_window(
+        history,
+        summary=summary,
+        policy=window_policy,
+        max_tokens=remaining,
+        older_omitted=history_is_suffix,
+    )
     included = Included(
         budget_tokens=budget.total_tokens,
         total_tokens=memory_tokens + knowledge_tokens + window.token_estimate,

@@ -12,9 +12,14 @@ Each class says what happens to the Kafka message whose handling raised it::
 Model failures during learning and summarising are normally absorbed by a
 deterministic fallback (rules, extractive summary), so ``ModelUnavailableError``
 only escapes where no fallback makes sense (embeddings for a vector index).
+
+The two branches also derive from :mod:`shared.errors` (``PermanentError`` and
+``TransientError``), which is what the shared consumer pipeline acts on.
 """
 
 from __future__ import annotations
+
+from shared import errors as shared_errors
 
 __all__ = [
     "InvalidDocumentError",
@@ -32,7 +37,7 @@ class MemoryServiceError(Exception):
     retryable: bool = False
 
 
-class InvalidInputError(MemoryServiceError, ValueError):
+class InvalidInputError(MemoryServiceError, shared_errors.PermanentError, ValueError):
     """Dead-lettered: retrying the same input would fail the same way."""
 
 
@@ -44,7 +49,7 @@ class InvalidDocumentError(InvalidInputError):
     """A knowledge document is empty or not text."""
 
 
-class TransientError(MemoryServiceError):
+class TransientError(MemoryServiceError, shared_errors.TransientError):
     """Retried: the same input may succeed later."""
 
     retryable = True

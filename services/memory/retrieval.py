@@ -250,12 +250,19 @@ class OpenAIEmbedder:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result; ranks are 1-based, ``None`` where a retriever missed it."""
+    """One search result; ranks are 1-based, ``None`` where a retriever missed it.
+
+    ``score`` is the fused RRF score (for ordering only); ``bm25_score`` and
+    ``cosine`` are the raw scores of each retriever, for callers that must
+    report a calibrated similarity.
+    """
 
     chunk: Chunk
     score: float
     bm25_rank: int | None
     vector_rank: int | None
+    bm25_score: float | None = None
+    cosine: float | None = None
 
     @property
     def id(self) -> str:
@@ -311,14 +318,19 @@ class HybridRetriever:
         return len(self._chunks)
 
     async def add(
-        self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]] | None = None
+        self,
+        chunks: Sequence[Chunk],
+        embeddings: Sequence[Sequence[float]] | None = None,
+        *,
+        embed: bool = True,
     ) -> None:
         """Index ``chunks``; embeds them unless ``embeddings`` are given (from the store).
 
         Embedding happens before anything is indexed, so a failed embedding
-        call leaves the index as it was.
+        call leaves the index as it was. ``embed=False`` indexes chunks that
+        have no stored vector lexically only (BM25), without calling the embedder.
         """
-        if embeddings is None and self.embedder is not None and chunks:
+        if embeddings is None and embed and self.embedder is not None and chunks:
             embeddings = await self.embedder.embed([c.index_text for c in chunks])
         if embeddings is not None and len(embeddings) != len(chunks):
             raise ValueError("one embedding per chunk is needed")
@@ -338,22 +350,35 @@ class HybridRetriever:
         return len(ids)
 
     async def search(
-        self, query: str, k: int = 5, *, filters: Mapping[str, str] | None = None
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        filters: Mapping[str, str] | None = None,
+        where: Callable[[Chunk], bool] | None = None,
     ) -> RetrievalResult:
+        """Top ``k`` chunks; ``filters`` are source filters, ``where`` any chunk predicate."""
         if k <= 0 or not query.strip():
             return RetrievalResult(hits=[], mode="bm25")
         allow: Callable[[str], bool] | None = None
-        if filters:
-            keep, chunks = _filter(filters), self._chunks
-            allow = lambda cid: keep(chunks[cid])  # noqa: E731
+        if filters or where is not None:
+            keep = _filter(filters) if filters else None
+            chunks = self._chunks
+            allow = lambda cid: (keep is None or keep(chunks[cid])) and (  # noqa: E731
+                where is None or where(chunks[cid])
+            )
         depth = k * self.depth
-        bm25 = [cid for cid, _ in self.bm25.search(query, depth, allow=allow)]
+        bm25_scored = self.bm25.search(query, depth, allow=allow)
+        bm25 = [cid for cid, _ in bm25_scored]
         vector: list[str] = []
+        cosines: dict[str, float] = {}
         error: str | None = None
         if self.embedder is not None and len(self.vectors):
             try:
                 [qvec] = await self.embedder.embed([query])
-                vector = [cid for cid, _ in self.vectors.search(qvec, depth, allow=allow)]
+                vector_scored = self.vectors.search(qvec, depth, allow=allow)
+                vector = [cid for cid, _ in vector_scored]
+                cosines = dict(vector_scored)
             except Exception as exc:
                 log.warning("vector search failed, using BM25 only: %s", exc)
                 error = str(exc) or type(exc).__name__
@@ -362,8 +387,16 @@ class HybridRetriever:
         bm25_rank = {cid: i for i, cid in enumerate(bm25, start=1)}
         vector_rank = {cid: i for i, cid in enumerate(vector, start=1)}
         fused = reciprocal_rank_fusion([bm25, vector], k=self.rrf_k)[:k]
+        bm25_scores = dict(bm25_scored)
         hits = [
-            Hit(self._chunks[cid], score, bm25_rank.get(cid), vector_rank.get(cid))
+            Hit(
+                self._chunks[cid],
+                score,
+                bm25_rank.get(cid),
+                vector_rank.get(cid),
+                bm25_score=bm25_scores.get(cid),
+                cosine=cosines.get(cid),
+            )
             for cid, score in fused
         ]
         return RetrievalResult(hits=hits, mode=mode, vector_error=error)

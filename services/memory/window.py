@@ -152,11 +152,15 @@ def select_window(
     summary: str | None = None,
     policy: WindowPolicy | None = None,
     max_tokens: int | None = None,
+    older_omitted: bool = False,
 ) -> Window:
     """The newest whole units of ``history`` within the policy's limits.
 
     ``max_tokens`` overrides the policy's budget when the caller has less room
     (the context assembler gives history what memories and knowledge left).
+    ``older_omitted`` says ``history`` is only the newest part of the session
+    (the store loads the tail the summary does not cover), so the summary is
+    due even when every message passed fits.
     """
     policy = policy or WindowPolicy()
     budget = policy.max_tokens if max_tokens is None else min(max_tokens, policy.max_tokens)
@@ -165,7 +169,7 @@ def select_window(
     costs = [estimate_message_tokens(m) for m in history]
 
     first, used = _fit(history, units, costs, policy.max_messages, budget)
-    cut = first > 0
+    cut = first > 0 or older_omitted
     kept_summary: str | None = None
     summary_tokens = 0
     if cut and summary and summary.strip():
@@ -182,7 +186,7 @@ def select_window(
         total_messages=len(history),
         message_tokens=used,
         summary_tokens=summary_tokens,
-        truncated=cut and first == len(history) and len(history) > 0,
+        truncated=first > 0 and first == len(history),
     )
 
 

@@ -211,6 +211,7 @@ class Executor:
         if spec.sandbox is not None:
             return await sandbox.run_in_sandbox(spec, args, timeout_s=budget_s)
         kwargs = {name: getattr(args, name) for name in type(args).model_fields}
+        kwargs.update(args.model_extra or {})  # only schemas that allow extra arguments (MCP)
         if spec.is_async:
             return await spec.fn(**kwargs)
         # A thread keeps the event loop serving; a runaway sync tool cannot be

@@ -8,7 +8,7 @@ from schemas.agents import AgentDefinition, ModelSettings, TeamSettings
 from schemas.audit import AuditEvent, AuditOutcome, AuditTarget
 from schemas.base import Message
 from schemas.common import Actor, ActorKind, ChatMessage, ChatRole, ToolCallRequest, Usage
-from schemas.knowledge import KnowledgeHit, KnowledgeQuery
+from schemas.knowledge import KnowledgeDocument, KnowledgeHit, KnowledgeQuery
 from schemas.runs import (
     MemoryItem,
     RunCommand,
@@ -135,5 +135,13 @@ def sample_messages() -> list[Message]:
             action="run.started",
             target=AuditTarget(kind="run", id="run-1"),
             outcome=AuditOutcome.SUCCESS,
+        ),
+        KnowledgeDocument(
+            document_id="doc-shipping",
+            source="docs/shipping.md",
+            title="Shipping",
+            text="# Shipping\n\nOrders ship within two days.",
+            metadata={"lang": "en"},
+            published_at=T0,
         ),
     ]

@@ -22,7 +22,10 @@ PUBLIC = {
     "schemas.common": [
         "Actor", "ActorKind", "ChatMessage", "ChatRole", "ToolCallRequest", "Usage",
     ],
-    "schemas.knowledge": ["KNOWLEDGE_TOOL", "KnowledgeHit", "KnowledgeQuery"],
+    "schemas.knowledge": [
+        "KNOWLEDGE_TOOL", "MAX_DOCUMENT_CHARS", "KnowledgeDocument", "KnowledgeHit",
+        "KnowledgeQuery",
+    ],
     "schemas.tools": [
         "MAX_INLINE_CONTENT_BYTES", "ContentRef", "ToolCall", "ToolError", "ToolErrorCode",
         "ToolResult",
@@ -49,7 +52,8 @@ PUBLIC = {
     ],
     "schemas.upcast": ["Upcaster", "register_upcaster", "registered_upcasters", "upcast"],
     "schemas.topics": [
-        "AGENTS", "AUDIT", "DLQ_RETENTION_MS", "KNOWLEDGE_QUERIES", "RUNS_COMMANDS",
+        "AGENTS", "AUDIT", "DLQ_RETENTION_MS", "KNOWLEDGE_DOCUMENTS", "KNOWLEDGE_QUERIES",
+        "RUNS_COMMANDS",
         "RUNS_COMPLETED", "RUNS_EVENTS", "RUNS_READY", "RUNS_REQUESTED", "TOOLS_CALLS",
         "TOOLS_RESULTS", "TOPICS", "TOPIC_NAME_PATTERN", "TopicSpec", "spec_for_message", "topic",
     ],

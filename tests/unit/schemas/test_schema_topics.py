@@ -19,6 +19,7 @@ ARCHITECTURE = {
     "mindstream.tools.results.v1": ("session_id", "ToolResult"),
     "mindstream.agents.v1": ("id", "AgentDefinition"),
     "mindstream.audit.v1": ("target.id", "AuditEvent"),
+    "mindstream.knowledge.documents.v1": ("document_id", "KnowledgeDocument"),
 }
 
 

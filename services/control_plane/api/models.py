@@ -1,0 +1,194 @@
+"""Request and response bodies of the management API.
+
+Agent bodies reuse the contract's own fields (:class:`AgentSpec` is
+:class:`~schemas.agents.AgentDefinition` without the fields the control
+plane owns: version, paused, updated_at), so the API cannot drift from the
+message it publishes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from schemas.agents import AgentDefinition
+from schemas.base import AgentRef, ContractModel, Id, Metadata, Name, ShortText, Text
+from schemas.knowledge import DocumentText
+from schemas.runs import RunPriority
+from services.control_plane.tokens import Scope
+
+_OWNED = {"version", "paused", "updated_at"}
+
+AgentSpec: type[ContractModel] = create_model(  # type: ignore[call-overload]
+    "AgentSpec",
+    __base__=ContractModel,
+    __doc__="An agent definition as an operator writes it; the control plane sets the version.",
+    **{name: (f.annotation, f) for name, f in AgentDefinition.model_fields.items()
+       if name not in _OWNED},
+)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class AgentOut(_Out):
+    id: str
+    version: int
+    paused: bool
+    updated_at: datetime | None = None
+    definition: dict[str, Any]
+
+
+class PauseBody(ContractModel):
+    reason: ShortText | None = Field(default=None, description="Why, for the audit trail.")
+
+
+class RunSubmit(ContractModel):
+    agent_id: AgentRef = Field(description="Agent to run, optionally pinned: 'support@3'.")
+    input: Text = Field(min_length=1, description="The user's message.")
+    user_id: Id = Field(description="User on whose behalf the run happens.")
+    session_id: Id | None = Field(default=None, description="Session; a new one if unset.")
+    run_id: Id | None = Field(default=None, description="Idempotency key; a new one if unset.")
+    priority: RunPriority = RunPriority.NORMAL
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class RunSubmitted(_Out):
+    run_id: str
+    session_id: str
+    status: str
+
+
+class CommandBody(ContractModel):
+    reason: ShortText | None = Field(default=None, description="Why, for the audit trail.")
+    call_id: Id | None = Field(default=None, description="Tool call decided (approve/reject).")
+
+
+class CommandIssued(_Out):
+    command_id: str
+    run_id: str
+    command: str
+
+
+class RunOut(_Out):
+    id: str
+    session_id: str
+    agent_id: str
+    status: str
+    user_id: str | None = None
+    input: str | None = None
+    output: str | None = None
+    error: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    last_seq: int = -1
+    usage: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+
+
+class TimelineStep(_Out):
+    type: str
+    name: str | None = None
+    call_id: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    ok: bool | None = None
+    tokens: int | None = None
+
+
+class RunDetail(RunOut):
+    events: list[dict[str, Any]]
+    timeline: list[TimelineStep]
+
+
+class SessionOut(_Out):
+    id: str
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    agent_ids: list[str] = Field(default_factory=list)
+    runs: int = 0
+
+
+class MessageOut(_Out):
+    run_id: str
+    role: str
+    content: str | None = None
+    at: datetime | None = None
+
+
+class AuditRecordOut(_Out):
+    event_id: str
+    chain: str
+    seq: int
+    hash: str
+    prev_hash: str
+    recorded_at: datetime | None = None
+    event: dict[str, Any]
+
+
+class BrokenOut(_Out):
+    chain: str
+    seq: int
+    event_id: str | None = None
+    problem: str
+
+
+class VerifyOut(_Out):
+    ok: bool
+    checked: int
+    first_broken: BrokenOut | None = None
+
+
+class TokenCreate(ContractModel):
+    name: Name = Field(description="What the token is for, e.g. 'grafana' or 'alice'.")
+    scope: Scope = Field(description="viewer, operator or admin.")
+
+
+class TokenOut(_Out):
+    id: str
+    name: str
+    scope: str
+    created_at: datetime | None = None
+    created_by: str | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The token itself; shown only in this answer.")
+
+
+class KillSwitchBody(ContractModel):
+    enabled: bool
+    reason: ShortText | None = None
+
+
+class KillSwitchOut(_Out):
+    enabled: bool
+    reason: str | None = None
+    changed_by: str | None = None
+    changed_at: datetime | None = None
+
+
+class KnowledgeUpload(ContractModel):
+    document_id: Id | None = Field(default=None, description="Stable id; a new one if unset.")
+    source: ShortText = Field(min_length=1, description="Where it came from (path or URL).")
+    title: ShortText | None = None
+    text: DocumentText = Field(min_length=1)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class KnowledgeAccepted(_Out):
+    document_id: str
+    deleted: bool
+
+
+class WhoAmI(_Out):
+    token_id: str
+    name: str
+    scope: str
