@@ -7,7 +7,9 @@ indexes a service relies on are visible in one place and always exist.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, field
@@ -113,13 +115,30 @@ async def update_versioned(
     update = dict(update)
     update.setdefault("$inc", {})
     update["$inc"] = {**update["$inc"], "version": 1}
-    result: Doc | None = await db[collection].find_one_and_update(
-        {"_id": doc_id, "version": expected_version}, update,
-        return_document=ReturnDocument.AFTER,
-    )
+    # MongoDB applies the version check and the write atomically. FerretDB 1.x on
+    # SQLite does not, so within one process writers of a document also take a lock;
+    # across processes on FerretDB two writers can still both win (dev-only backend).
+    async with _document_lock(db.name, collection, doc_id):
+        result: Doc | None = await db[collection].find_one_and_update(
+            {"_id": doc_id, "version": expected_version}, update,
+            return_document=ReturnDocument.AFTER,
+        )
     if result is None:
         raise ConflictError(f"{collection}/{doc_id}: version {expected_version} is stale")
     return result
+
+
+_LOCKS: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary())
+
+
+def _document_lock(database: str, collection: str, doc_id: Any) -> asyncio.Lock:
+    key = (database, collection, repr(doc_id))
+    lock = _LOCKS.get(key)
+    if lock is None:
+        lock = asyncio.Lock()
+        _LOCKS[key] = lock
+    return lock
 
 
 class ProcessedLedger:

@@ -31,9 +31,19 @@ from shared.observability.metrics import DeadLetterReason, FailureKind, ServiceM
 from shared.resilience import RetryPolicy
 from shared.settings import KafkaSettings, MongoSettings
 
-__all__ = ["MetricsObserver", "ServiceRuntime", "run_until_signalled"]
+__all__ = ["MetricsObserver", "ServiceRuntime", "consumer_group", "run_until_signalled"]
 
 log = logging.getLogger("mindstream.service")
+
+
+def consumer_group(service: str, spec: TopicSpec) -> str:
+    """A service's consumer group on a topic: ``mindstream-<service>.<domain>-<event>``.
+
+    Autoscalers (KEDA) and the lag monitor name the same groups, so this is
+    the one place the naming lives.
+    """
+    parts = spec.name.split(".")[1:-1]  # drop "mindstream" and the version
+    return f"mindstream-{service}.{'-'.join(parts)}"
 
 
 class MetricsObserver(PipelineObserver, PublishObserver):
@@ -74,7 +84,6 @@ class ServiceRuntime:
     ) -> None:
         self.name = name
         self.kafka = kafka
-        self.group = f"mindstream-{name}"
         self.metrics = ServiceMetrics(name.replace("-", "_"))
         self.observer = MetricsObserver(self.metrics)
         self.broker = make_broker(kafka, client_id=f"mindstream-{name}")
@@ -82,12 +91,13 @@ class ServiceRuntime:
                                    topic_prefix=kafka.topic_prefix, observer=self.observer)
         self.mongo_client = make_client(mongo, app_name=f"mindstream-{name}")
         self.db: AsyncDatabase[Doc] = self.mongo_client[mongo.database]
-        self.ledger = ProcessedLedger(self.db, self.group)
+        self.ledger = ProcessedLedger(self.db, f"mindstream-{name}")
         self.retry = retry or DEFAULT_RETRY
         self.health = HealthServer(http_host, http_port, self.metrics.registry,
                                    checks={"kafka": self._kafka_ready, "mongodb": self._mongo_ready})
         self._indexes: dict[str, list[IndexSpec]] = {
             ProcessedLedger.COLLECTION: list(ProcessedLedger.INDEXES)}
+        self.subscriptions: list[tuple[str, str | None]] = []  # (topic, group) as registered
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._background: list[Callable[[], Awaitable[None]]] = []
@@ -113,21 +123,29 @@ class ServiceRuntime:
     ) -> ConsumerPipeline[Message]:
         """Consume ``spec`` through the shared pipeline.
 
-        ``group=None`` reads without a consumer group (every replica reads
+        Each topic gets its own consumer group, ``mindstream-<service>.<domain>-<event>``
+        (:meth:`group_for`): replicas share it, and a member joining or leaving one
+        subscription rebalances that topic only, not every topic the service reads
+        (faster starts, no cross-topic stalls). ``group=None`` reads without a consumer group (every replica reads
         everything: registries built from compacted topics); such consumers
         do not use the processed-message ledger.
         """
         pipeline: ConsumerPipeline[Message] = ConsumerPipeline(
-            spec=spec, group=self.group if group == "" or group is None else group,
+            spec=spec, group=self.group_for(spec) if group == "" or group is None else group,
             handler=handler, publisher=self.publisher,
             ledger=self.ledger if dedupe and group is not None else None,
             retry=self.retry, observer=self.observer,
         )
+        self.subscriptions.append((spec.name, pipeline.group if group is not None else None))
         subscribe(self.broker, pipeline, topic_prefix=self.kafka.topic_prefix,
                   physical_topic=physical_topic, from_beginning=from_beginning,
                   group_id=pipeline.group if group is not None else None,
                   concurrency=concurrency)
         return pipeline
+
+    def group_for(self, spec: TopicSpec) -> str:
+        """The consumer group of this service on ``spec``'s topic."""
+        return consumer_group(self.name, spec)
 
     def on_start(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._on_start.append(hook)

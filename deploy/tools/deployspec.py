@@ -73,14 +73,19 @@ class ServiceSpec:
     api_port_field: str | None = None  # a second, public port (control-plane API)
     probe_port_field: str = "http_port"
     secret_env: tuple[str, ...] = ()  # extra secret env names (from K8S_SECRET_ENV)
+    consumes: tuple[str, ...] = ()  # topics read in a consumer group (KEDA scales on their lag)
 
     @property
     def module(self) -> str:
         return self.name.replace("-", "_")
 
     @property
-    def group(self) -> str:
-        return f"mindstream-{self.name}"
+    def groups(self) -> list[tuple[str, str]]:
+        """(consumer group, topic) for each topic the service consumes in a group."""
+        from schemas.topics import topic
+        from shared.service import consumer_group
+
+        return [(consumer_group(self.name, topic(name)), name) for name in self.consumes]
 
     def settings_class(self) -> type[BaseSettings]:
         module, cls = self.settings.split(":")
@@ -118,6 +123,7 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="control-plane",
+        consumes=("mindstream.audit.v1", "mindstream.runs.events.v1", "mindstream.runs.completed.v1"),
         settings="services.control_plane.settings:ControlPlaneSettings",
         resources=Resources("200m", "256Mi", "1", "768Mi"),
         api_port_field="http_port",
@@ -126,6 +132,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="reasoning",
+        consumes=("mindstream.runs.ready.v1", "mindstream.tools.results.v1", "mindstream.runs.commands.v1",
+                  "mindstream.runs.completed.v1"),
         settings="services.reasoning.settings:ReasoningSettings",
         resources=Resources("250m", "512Mi", "1", "1Gi"),
         model_egress=True,
@@ -134,6 +142,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="tools",
+        consumes=("mindstream.tools.calls.v1",),
         settings="services.tools.settings:ToolsSettings",
         resources=Resources("200m", "256Mi", "1", "768Mi"),
         model_egress=True,
@@ -141,6 +150,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="memory",
+        consumes=("mindstream.runs.requested.v1", "mindstream.knowledge.queries.v1",
+                  "mindstream.runs.completed.v1", "mindstream.knowledge.documents.v1"),
         settings="services.memory.settings:MemoryServiceSettings",
         resources=Resources("250m", "512Mi", "1", "1Gi"),
         model_egress=True,
@@ -148,6 +159,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="telemetry",
+        consumes=("mindstream.runs.events.v1", "mindstream.tools.results.v1", "mindstream.runs.completed.v1"),
         settings="services.telemetry.settings:TelemetrySettings",
         resources=Resources("100m", "256Mi", "500m", "512Mi"),
         lag_threshold=200,

@@ -343,21 +343,22 @@ def scaled_objects() -> list[Doc]:
                                   "policies": [{"type": "Pods", "value": 1,
                                                 "periodSeconds": 60}]},
                 }}},
+                # One trigger per (group, topic): services keep a group per topic.
                 "triggers": [{
                     "type": "kafka",
                     "authenticationRef": {"name": "mindstream-kafka"},
                     "metadata": {
                         # Read from the Deployment's env (the ConfigMap): one source.
                         "bootstrapServersFromEnv": "KAFKA_BOOTSTRAP_SERVERS",
-                        "consumerGroup": s.group,
-                        # No topic: lag summed over every topic the group consumes.
+                        "consumerGroup": group,
+                        "topic": topic,
                         "lagThreshold": str(s.lag_threshold),
                         "offsetResetPolicy": "earliest",
                         "allowIdleConsumers": "false",
                         "sasl": "scram_sha512",
                         "tls": "enable",
                     },
-                }],
+                } for group, topic in s.groups],
             },
         })
     return docs

@@ -6,7 +6,7 @@ Consumers:
   ``mindstream-control-plane``; several partitions and replicas append
   safely, see :mod:`services.control_plane.audit_chain`);
 - ``mindstream.runs.events.v1`` and ``mindstream.runs.completed.v1`` -> the
-  runs view (group ``mindstream-control-plane-runs``);
+  runs view;
 - ``mindstream.agents.v1`` -> the agents view (no group: every replica reads
   the whole compacted topic).
 
@@ -34,9 +34,8 @@ from services.control_plane.views import AgentsView, RunsView
 from shared.service import ServiceRuntime
 from shared.settings import KafkaSettings, MongoSettings
 
-__all__ = ["RUNS_GROUP", "ControlPlane", "build", "build_control_plane"]
+__all__ = ["ControlPlane", "build", "build_control_plane"]
 
-RUNS_GROUP = "mindstream-control-plane-runs"
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,8 @@ def build_control_plane(
     runtime.consume(AUDIT, AuditLogHandler(runtime.db).handle,
                     concurrency=settings.audit_concurrency)
     runs = RunsView(runtime.db)
-    runtime.consume(RUNS_EVENTS, runs.handle_event, group=RUNS_GROUP)
-    runtime.consume(RUNS_COMPLETED, runs.handle_completed, group=RUNS_GROUP)
+    runtime.consume(RUNS_EVENTS, runs.handle_event)
+    runtime.consume(RUNS_COMPLETED, runs.handle_completed)
     runtime.consume(AGENTS, AgentsView(runtime.db).handle, group=None)
     api = create_api(context)
     server = ApiServer(api, http_host, settings.http_port if http_port is None else http_port)

@@ -113,8 +113,6 @@ def wire(
     runtime.on_start(load_agents)
     runtime.on_start(knowledge.refresh)  # a warm index before the first query
     runtime.consume(AGENTS, registry.handle, group=None)
-    # One consumer group per topic: a member joining or leaving one subscription
-    # (a replica starting, a slow handler) does not stop the others for a rebalance.
     concurrency = settings.consumer_concurrency
     for spec, handler, members in (
         (RUNS_REQUESTED, handlers.on_run_requested, concurrency),
@@ -122,8 +120,7 @@ def wire(
         (RUNS_COMPLETED, handlers.on_run_completed, concurrency),
         (KNOWLEDGE_DOCUMENTS, handlers.on_document, 1),
     ):
-        group = f"{runtime.group}.{spec.name.split('.')[1]}-{spec.name.split('.')[2]}"
-        runtime.consume(spec, handler, group=group, concurrency=members)
+        runtime.consume(spec, handler, concurrency=members)
     return MemoryApp(runtime, handlers, store, knowledge, registry)
 
 

@@ -82,8 +82,6 @@ def assemble(
 
     runtime.on_start(load_agents)
     runtime.consume(AGENTS, book.handle, group=None)
-    # One group per input topic: replicas still share each group, and a member joining or
-    # leaving rebalances one topic, not all four (faster starts, no cross-topic stalls).
     inputs: list[tuple[TopicSpec, Handler[Any]]] = [
         (RUNS_READY, reasoner.on_ready),
         (TOOLS_RESULTS, reasoner.on_tool_result),
@@ -91,8 +89,7 @@ def assemble(
         (RUNS_COMPLETED, reasoner.on_run_completed),
     ]
     for spec, handler in inputs:
-        group = f"{runtime.group}.{spec.name.removeprefix('mindstream.').rsplit('.', 1)[0]}"
-        runtime.consume(spec, handler, group=group, concurrency=settings.consumer_concurrency)
+        runtime.consume(spec, handler, concurrency=settings.consumer_concurrency)
     runtime.background(sweep_forever)
     runtime.on_stop(model.aclose)
     return ReasoningApp(runtime, reasoner, book, model)

@@ -162,7 +162,7 @@ class BrokerMonitor:
             raise RuntimeError("BrokerMonitor is not started")
         partitions = await self._all_partitions()
         lags: list[GroupLag] = []
-        for group in self._groups:
+        for group in await self._watched_groups():
             lags += await self._group_lag(group, partitions)
         seen: set[tuple[str, str]] = set()
         for lag in lags:
@@ -180,6 +180,21 @@ class BrokerMonitor:
             if not waiter.done():
                 waiter.set_result(None)
         return lags
+
+    async def _watched_groups(self) -> list[str]:
+        """Consumer groups named in settings, or starting with one ending in ``-``/``.``.
+
+        Services keep one group per topic (``mindstream-memory.runs-requested``), so
+        the default watches every group under the ``mindstream-`` prefix.
+        """
+        assert self._admin is not None
+        prefixes = [g for g in self._groups if g.endswith(("-", "."))]
+        exact = [g for g in self._groups if g not in prefixes]
+        if not prefixes:
+            return exact
+        listed = await self._admin.list_consumer_groups()
+        found = sorted({g[0] for g in listed if any(g[0].startswith(p) for p in prefixes)})
+        return list(dict.fromkeys(exact + found))
 
     async def _all_partitions(self) -> dict[str, list[TopicPartition]]:
         """Partitions of every existing topic.

@@ -22,9 +22,8 @@ from services.telemetry.pricing import ModelPrice, PriceTable
 
 __all__ = ["DEFAULT_LAG_GROUPS", "TelemetrySettings"]
 
-DEFAULT_LAG_GROUPS = tuple(
-    f"mindstream-{name}" for name in ("reasoning", "tools", "memory", "telemetry", "control-plane")
-)
+# Entries ending in "-" or "." are prefixes: services keep one group per topic.
+DEFAULT_LAG_GROUPS = ("mindstream-",)
 
 _List = Annotated[list[str], NoDecode]
 

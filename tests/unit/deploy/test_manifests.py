@@ -94,18 +94,21 @@ def test_named_ports_exist(rendered: dict[str, Docs], target: str) -> None:
                        for s in by_kind(docs, "Service").values())
 
 
-def test_keda_scales_each_deployment_on_its_consumer_group(rendered: dict[str, Docs]) -> None:
+def test_keda_scales_each_deployment_on_its_consumer_groups(rendered: dict[str, Docs]) -> None:
     docs = rendered["prod"]
     deployments = by_kind(docs, "Deployment")
     scaled = by_kind(docs, "ScaledObject")
     assert set(scaled) == set(deployments)
     for name, obj in scaled.items():
         assert obj["spec"]["scaleTargetRef"]["name"] == name
-        (trigger,) = obj["spec"]["triggers"]
-        assert trigger["type"] == "kafka"
-        assert trigger["metadata"]["consumerGroup"] == name  # mindstream-<service>
-        assert int(trigger["metadata"]["lagThreshold"]) > 0
-        assert trigger["authenticationRef"]["name"] in by_kind(docs, "TriggerAuthentication")
+        triggers = obj["spec"]["triggers"]
+        assert triggers
+        for trigger in triggers:  # one per (group, topic): mindstream-<service>.<domain>-<event>
+            assert trigger["type"] == "kafka"
+            assert trigger["metadata"]["consumerGroup"].startswith(name + ".")
+            assert trigger["metadata"]["topic"].startswith("mindstream.")
+            assert int(trigger["metadata"]["lagThreshold"]) > 0
+            assert trigger["authenticationRef"]["name"] in by_kind(docs, "TriggerAuthentication")
         assert obj["spec"]["maxReplicaCount"] <= 12  # partitions of the session topics
         env_from = deployments[name]["spec"]["template"]["spec"]["containers"][0]["envFrom"]
         assert env_from  # bootstrapServersFromEnv resolves through the ConfigMap
