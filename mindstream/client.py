@@ -44,10 +44,24 @@ from schemas.runs import (
     RunPriority,
     RunRequested,
 )
-from schemas.topics import RUNS_COMMANDS, RUNS_EVENTS, RUNS_REQUESTED, TopicSpec
+from schemas.topics import (
+    RUNS_COMMANDS,
+    RUNS_EVENTS,
+    RUNS_REQUESTED,
+    WORKFLOWS_COMMANDS,
+    WORKFLOWS_EVENTS,
+    WORKFLOWS_REQUESTED,
+    TopicSpec,
+)
+from schemas.workflows import (
+    WorkflowCommand,
+    WorkflowCommandKind,
+    WorkflowEvent,
+    WorkflowRequested,
+)
 from shared.settings import KafkaSettings
 
-__all__ = ["MindstreamClient", "RunFailedError", "RunTimeoutError"]
+__all__ = ["MindstreamClient", "RunFailedError", "RunTimeoutError", "WorkflowFailedError"]
 
 SOURCE = "mindstream/client"
 REPLY_RETENTION_MS = 24 * 3600 * 1000
@@ -55,6 +69,13 @@ REPLY_RETENTION_MS = 24 * 3600 * 1000
 
 class RunTimeoutError(TimeoutError):
     """No result arrived in time; the run may still finish later."""
+
+
+class WorkflowFailedError(RuntimeError):
+    def __init__(self, event: WorkflowEvent) -> None:
+        super().__init__(f"workflow run {event.workflow_run_id} {event.kind.value}: "
+                         f"{event.reason or 'no reason given'}")
+        self.event = event
 
 
 class RunFailedError(RuntimeError):
@@ -177,21 +198,25 @@ class MindstreamClient:
         try:
             waiter = _Waiter()
             request = await self._submit_waiting(agent, text, waiter, session=session, **kwargs)
+            seen: set[int] = set()  # a step re-published after a crash repeats its events
+
+            def fresh(record: Any) -> RunEvent | None:
+                event = self._decode_event(record.headers, record.value)
+                if event is None or event.run_id != request.run_id or event.seq in seen:
+                    return None
+                seen.add(event.seq)
+                return event
+
             async with asyncio.timeout(timeout):
                 while True:
-                    batch = await events.getmany(timeout_ms=100)
+                    done = waiter.future.done()
+                    # After the result, one more read drains what was published just before it.
+                    batch = await events.getmany(timeout_ms=200 if done else 100)
                     for records in batch.values():
                         for record in records:
-                            event = self._decode_event(record.headers, record.value)
-                            if event is not None and event.run_id == request.run_id:
+                            if (event := fresh(record)) is not None:
                                 yield event
-                    if waiter.future.done():
-                        # Drain what the reasoning service published before its final message.
-                        for records in (await events.getmany(timeout_ms=200)).values():
-                            for record in records:
-                                event = self._decode_event(record.headers, record.value)
-                                if event is not None and event.run_id == request.run_id:
-                                    yield event
+                    if done:
                         yield waiter.future.result()
                         return
         except TimeoutError:
@@ -210,6 +235,82 @@ class MindstreamClient:
                              command=kind, actor=Actor(kind=ActorKind.USER, id=actor),
                              call_id=call_id, reason=reason)
         await self._send(RUNS_COMMANDS, command, correlation_id=run_id)
+
+    # -- workflows ---------------------------------------------------------------
+
+    async def start_workflow(self, workflow: str, text: str, *, user: str = "anonymous",
+                             workflow_run_id: str | None = None, session: str | None = None,
+                             metadata: dict[str, str] | None = None) -> WorkflowRequested:
+        """Publish a workflow request; ``workflow_run_id`` is its idempotency key."""
+        request = WorkflowRequested(
+            workflow_run_id=workflow_run_id or f"wr-{uuid.uuid4().hex}", workflow_id=workflow,
+            input=text, user_id=user, session_id=session, metadata=metadata or {})
+        await self._send(WORKFLOWS_REQUESTED, request, correlation_id=request.workflow_run_id)
+        return request
+
+    async def follow_workflow(self, workflow: str, text: str, *, timeout: float = 600.0,
+                              **kwargs: Any) -> AsyncIterator[WorkflowEvent]:
+        """Start a workflow and yield its events until the final one (included)."""
+        run_id = kwargs.pop("workflow_run_id", None) or f"wr-{uuid.uuid4().hex}"
+        events = await self._keyed_partition(WORKFLOWS_EVENTS, run_id)
+        seen: set[int] = set()  # a step re-published after a crash repeats its events
+        try:
+            await self.start_workflow(workflow, text, workflow_run_id=run_id, **kwargs)
+            async with asyncio.timeout(timeout):
+                while True:
+                    for records in (await events.getmany(timeout_ms=200)).values():
+                        for record in records:
+                            try:
+                                event = decode(WorkflowEvent, record.value,
+                                               Envelope.from_headers(record.headers))
+                            except ContractError:
+                                continue
+                            if event.workflow_run_id != run_id or event.seq in seen:
+                                continue
+                            seen.add(event.seq)
+                            yield event
+                            if event.terminal:
+                                return
+        except TimeoutError:
+            raise RunTimeoutError(f"workflow run {run_id} did not end within {timeout:.0f}s") from None
+        finally:
+            await events.stop()
+
+    async def run_workflow(self, workflow: str, text: str, *, timeout: float = 600.0,
+                           raise_on_failure: bool = True, **kwargs: Any) -> WorkflowEvent:
+        """Start a workflow and wait for its final event (completed, failed or cancelled)."""
+        async for event in self.follow_workflow(workflow, text, timeout=timeout, **kwargs):
+            if event.terminal:
+                if raise_on_failure and event.kind.value != "workflow.completed":
+                    raise WorkflowFailedError(event)
+                return event
+        raise RunTimeoutError("the workflow's events ended without a final event")
+
+    async def workflow_command(self, workflow_run_id: str, kind: WorkflowCommandKind, *,
+                               step: str | None = None, reason: str | None = None,
+                               actor: str = "client") -> None:
+        """Cancel a workflow run, or approve/reject its waiting approval step."""
+        command = WorkflowCommand(
+            command_id=f"cmd-{uuid.uuid4().hex}", workflow_run_id=workflow_run_id, command=kind,
+            step=step, actor=Actor(kind=ActorKind.USER, id=actor), reason=reason)
+        await self._send(WORKFLOWS_COMMANDS, command, correlation_id=workflow_run_id)
+
+    async def _keyed_partition(self, spec: TopicSpec, key: str) -> AIOKafkaConsumer:
+        """A consumer on the one partition ``key`` maps to, positioned at its end."""
+        topic = self.topic(spec)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
+                                    enable_auto_commit=False, client_id=self.client_id)
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or {0}
+        ordered = sorted(partitions)
+        tp = TopicPartition(topic, DefaultPartitioner()(key.encode(), ordered, ordered))
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)
+        return consumer
 
     # -- internals --------------------------------------------------------------
 

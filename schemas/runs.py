@@ -294,7 +294,10 @@ class RunCommand(Message):
         default=None,
         description="For approve/reject: the tool call decided; unset means the pending one.",
     )
-    issued_at: UtcDatetime = Field(description="When the command was issued.")
+    issued_at: UtcDatetime = Field(
+        default_factory=lambda: datetime.now(UTC),
+        description="When the command was issued; defaults to when the message was built.",
+    )
 
     @model_validator(mode="after")
     def _call_only_for_approvals(self) -> RunCommand:

@@ -17,6 +17,12 @@ single global order of definition changes at no cost. ``mindstream.audit.v1``
 has 3: keyed by subject (the target's id) so the history of one thing stays
 ordered, with modest volume.
 
+``mindstream.workflows.v1`` is compacted with 1 partition, like agents. The
+workflow-run topics (requested, commands, events) are keyed by
+``workflow_run_id``: one run's requests, commands and events stay in order on
+one partition, while its agent steps run in their own sessions. Workflow
+events are kept 30 days: they are the history an operator reads back.
+
 Retention: runs and tool traffic is kept 7 days (enough to replay after an
 outage or a bad deploy), streaming events 3 days (high volume, only useful
 live and for recent debugging), completions 30 days (memory can re-learn
@@ -38,6 +44,12 @@ from schemas.base import Message
 from schemas.knowledge import KnowledgeDocument, KnowledgeQuery
 from schemas.runs import RunCommand, RunCompleted, RunEvent, RunReady, RunRequested
 from schemas.tools import ToolCall, ToolResult
+from schemas.workflows import (
+    WorkflowCommand,
+    WorkflowDefinition,
+    WorkflowEvent,
+    WorkflowRequested,
+)
 
 __all__ = [
     "AGENTS",
@@ -54,6 +66,10 @@ __all__ = [
     "TOOLS_RESULTS",
     "TOPICS",
     "TOPIC_NAME_PATTERN",
+    "WORKFLOWS",
+    "WORKFLOWS_COMMANDS",
+    "WORKFLOWS_EVENTS",
+    "WORKFLOWS_REQUESTED",
     "TopicSpec",
     "spec_for_message",
     "topic",
@@ -216,6 +232,50 @@ AUDIT = TopicSpec(
     description="Audited actions, keyed by subject (the target's id).",
 )
 
+WORKFLOWS = TopicSpec(
+    name="mindstream.workflows.v1",
+    message=WorkflowDefinition,
+    key="id",
+    partitions=1,
+    retention_ms=-1,
+    cleanup_policy="compact",
+    description="Workflow definitions, compacted to the newest version of each workflow.",
+)
+
+
+def _workflow_run_topic(
+    name: str, message: type[Message], retention_days: int, description: str
+) -> TopicSpec:
+    return TopicSpec(
+        name=name,
+        message=message,
+        key="workflow_run_id",
+        partitions=_SESSION_PARTITIONS,
+        retention_ms=retention_days * _DAY_MS,
+        cleanup_policy="delete",
+        description=description,
+    )
+
+
+WORKFLOWS_REQUESTED = _workflow_run_topic(
+    "mindstream.workflows.requested.v1",
+    WorkflowRequested,
+    7,
+    "Start a workflow run; workflow_run_id is the idempotency key.",
+)
+WORKFLOWS_COMMANDS = _workflow_run_topic(
+    "mindstream.workflows.commands.v1",
+    WorkflowCommand,
+    7,
+    "Operator commands to workflow runs: cancel, approve, reject.",
+)
+WORKFLOWS_EVENTS = _workflow_run_topic(
+    "mindstream.workflows.events.v1",
+    WorkflowEvent,
+    30,
+    "Events of workflow runs (steps started and completed, approvals, the end).",
+)
+
 TOPICS: tuple[TopicSpec, ...] = (
     RUNS_REQUESTED,
     RUNS_READY,
@@ -228,6 +288,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     AGENTS,
     AUDIT,
     KNOWLEDGE_DOCUMENTS,
+    WORKFLOWS,
+    WORKFLOWS_REQUESTED,
+    WORKFLOWS_COMMANDS,
+    WORKFLOWS_EVENTS,
 )
 
 _BY_NAME = {spec.name: spec for spec in TOPICS}

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient, ReturnDocument
@@ -29,6 +29,7 @@ __all__ = [
     "ensure_indexes",
     "make_client",
     "sweep_expired",
+    "update_if_version",
     "update_versioned",
 ]
 
@@ -126,6 +127,21 @@ async def update_versioned(
     if result is None:
         raise ConflictError(f"{collection}/{doc_id}: version {expected_version} is stale")
     return result
+
+
+async def update_if_version(
+    db: AsyncDatabase[Doc], collection: str, doc_id: Any, version: int, update: Mapping[str, Any],
+) -> bool:
+    """Apply ``update`` only while the document is at ``version``, without bumping it.
+
+    For bookkeeping on a versioned document (marking its outbox sent) that must
+    never overwrite a newer version. Takes the same per-document lock as
+    :func:`update_versioned`, since on FerretDB two concurrent updates of one
+    document can otherwise lose one of them.
+    """
+    async with _document_lock(db.name, collection, doc_id):
+        result = await db[collection].update_one({"_id": doc_id, "version": version}, dict(update))
+    return bool(result.matched_count)
 
 
 _LOCKS: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (

@@ -126,8 +126,9 @@ class ServiceRuntime:
         Each topic gets its own consumer group, ``mindstream-<service>.<domain>-<event>``
         (:meth:`group_for`): replicas share it, and a member joining or leaving one
         subscription rebalances that topic only, not every topic the service reads
-        (faster starts, no cross-topic stalls). ``group=None`` reads without a consumer group (every replica reads
-        everything: registries built from compacted topics); such consumers
+        (faster starts, no cross-topic stalls). ``group=None`` reads without a
+        consumer group (every replica reads everything: registries built from
+        compacted topics); such consumers
         do not use the processed-message ledger.
         """
         pipeline: ConsumerPipeline[Message] = ConsumerPipeline(

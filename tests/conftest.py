@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from schemas.topics import TOPICS
 from shared.kafka.admin import apply_topics
 from shared.settings import KafkaSettings, MongoSettings
-from tests.infra import Infra, planned_backend, provide
+from tests.infra import Infra, delete_topics_with_prefix, planned_backend, provide
 
 _infra: Infra | None = None
 
@@ -47,14 +47,17 @@ def kafka_settings(infra: Infra, topic_prefix: str) -> KafkaSettings:
 
 
 @pytest.fixture
-async def topics(kafka_settings: KafkaSettings) -> KafkaSettings:
+async def topics(kafka_settings: KafkaSettings) -> AsyncIterator[KafkaSettings]:
     """Every registered topic (and its dead-letter twin) under the test's prefix.
 
     Partitions are capped at 3 to keep topic creation quick; tests about
-    partition spread ask for what they need themselves.
+    partition spread ask for what they need themselves. The test's topics
+    (and any it made under its prefix) are deleted afterwards: a broker keeps
+    files open per partition, and a suite's worth would exhaust them.
     """
     await apply_topics(kafka_settings, TOPICS, prefix=kafka_settings.topic_prefix, max_partitions=3)
-    return kafka_settings
+    yield kafka_settings
+    await delete_topics_with_prefix(kafka_settings.bootstrap_servers, kafka_settings.topic_prefix)
 
 
 @pytest.fixture

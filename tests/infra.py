@@ -66,3 +66,21 @@ def provide() -> Iterator[Infra]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ends = up(settings)
     yield Infra(ends.kafka_bootstrap, ends.mongo_uri, ends.backend)
+
+
+async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
+    """Remove a test's topics; best effort (a broker that is gone has nothing to clean)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    if not prefix:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    except Exception:  # noqa: S110 - cleanup must not fail the test that ran
+        pass
+    finally:
+        await admin.close()

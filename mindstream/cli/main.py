@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from mindstream.cli import (
     agents_cmd,
     audit_cmd,
+    bench_cmd,
+    demo_cmd,
     dev_cmd,
     memory_cmd,
     run_cmd,
@@ -23,6 +25,7 @@ from mindstream.cli import (
     tokens_cmd,
     tools_cmd,
     topics_cmd,
+    workflows_cmd,
 )
 from mindstream.cli.errors import CliError
 
@@ -34,11 +37,14 @@ GROUPS: list[Register] = [
     schemas_cmd.register,
     serve_cmd.register,
     run_cmd.register,
+    demo_cmd.register,
     memory_cmd.register,
     tools_cmd.register,
     audit_cmd.register,
     tokens_cmd.register,
     agents_cmd.register,
+    workflows_cmd.register,
+    bench_cmd.register,
 ]
 
 

@@ -39,8 +39,10 @@ class EventPrinter:
         elif kind is RunEventKind.RUN_STARTED:
             self._line(self._c(DIM, f"▶ run {event.run_id} started ({event.agent_id})"))
         elif kind is RunEventKind.TOOL_REQUESTED:
-            args = json.dumps(event.data.get("arguments", {}), ensure_ascii=False)[:200]
-            self._line(self._c(CYAN, f"  ⚙ {event.tool}({args}) ..."))
+            args = event.data.get("arguments", [])
+            shown = (", ".join(map(str, args)) if isinstance(args, list)
+                     else json.dumps(args, ensure_ascii=False))[:200]
+            self._line(self._c(CYAN, f"  ⚙ {event.tool}({shown}) ..."))
         elif kind is RunEventKind.TOOL_COMPLETED:
             ok = event.data.get("ok", True)
             mark = self._c(GREEN, "✓") if ok else self._c(RED, "✗")
@@ -48,10 +50,11 @@ class EventPrinter:
             self._line(f"  {mark} {event.tool} {self._c(DIM, detail)}".rstrip())
         elif kind is RunEventKind.RUN_AWAITING_APPROVAL:
             self._line(self._c(YELLOW, f"  ⏸ {event.tool} needs approval (call {event.call_id})"))
-        elif kind in (RunEventKind.RUN_CHILD_STARTED, RunEventKind.RUN_CHILD_COMPLETED):
-            verb = "delegated to" if kind is RunEventKind.RUN_CHILD_STARTED else "answered by"
-            member = event.data.get("member", event.child_run_id)
-            self._line(self._c(CYAN, f"  ↳ {verb} {member}"))
+        elif kind is RunEventKind.RUN_CHILD_STARTED:
+            member = event.data.get("member", "a member")
+            self._line(self._c(CYAN, f"  ↳ delegated to {member} (child run {event.child_run_id})"))
+        elif kind is RunEventKind.RUN_CHILD_COMPLETED:
+            self._line(self._c(CYAN, f"  ↳ child run {event.child_run_id} answered"))
         elif kind is RunEventKind.GUARDRAIL_TRIGGERED:
             self._line(self._c(YELLOW, f"  ⚠ guardrail: {event.reason}"))
         elif kind is RunEventKind.MODEL_COMPLETED and self._in_text:

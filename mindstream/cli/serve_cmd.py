@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-SERVICES = ("reasoning", "tools", "memory", "telemetry", "control-plane")
+SERVICES = ("reasoning", "tools", "memory", "telemetry", "control-plane", "workflows")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import os
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -27,7 +28,6 @@ REPO_ROOT = DEMO_DIR.parents[1]
 KNOWLEDGE_DIR = DEMO_DIR / "knowledge"
 SCRIPT = DEMO_DIR / "script.yaml"
 AGENTS_DIR = REPO_ROOT / "agents"
-DEMO_TOKEN = "ms_demo_" + "0" * 8  # noqa: S105 - a local demo's bootstrap admin token, printed to the user
 
 
 @dataclass
@@ -42,6 +42,16 @@ class DemoStack:
     @property
     def run_dir(self) -> Path:
         return self.settings.cache_dir / "dev" / "run"
+
+    @property
+    def api_url(self) -> str:
+        port = self.env.get("MINDSTREAM_CONTROL_PLANE_HTTP_PORT") or os.environ.get(
+            "MINDSTREAM_CONTROL_PLANE_HTTP_PORT", str(services.CONTROL_PLANE_API_PORT))
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def token(self) -> str:
+        return self.env["MINDSTREAM_CONTROL_PLANE_BOOTSTRAP_TOKEN"]
 
     @property
     def notes_url(self) -> str:
@@ -107,7 +117,8 @@ def start(settings: DevSettings | None = None) -> DemoStack:
     env: dict[str, str] = {
         "KAFKA_BOOTSTRAP_SERVERS": ends.kafka_bootstrap,
         "MONGODB_URI": ends.mongo_uri,
-        "MINDSTREAM_CONTROL_PLANE_BOOTSTRAP_TOKEN": DEMO_TOKEN,
+        # A fresh admin token per demo, printed for the dashboard; the server keeps only its hash.
+        "MINDSTREAM_CONTROL_PLANE_BOOTSTRAP_TOKEN": f"ms_demo_{secrets.token_urlsafe(24)}",
         "MINDSTREAM_LOG_LEVEL": "WARNING",
     }
     stack = DemoStack(settings, env, model_note="")
@@ -129,9 +140,10 @@ def start(settings: DevSettings | None = None) -> DemoStack:
         '"private_hosts": ["127.0.0.1"]}}')
     os.environ.update(env)  # the CLI steps below talk to the same infrastructure
 
-    say("③ topics and agents")
+    say("③ topics, agents and knowledge")
     _cli(["topics", "apply"])
     _cli(["agents", "apply", "-f", str(AGENTS_DIR)])
+    _cli(["knowledge", "add", *sorted(str(p) for p in KNOWLEDGE_DIR.glob("*.md"))])
 
     say("④ services, each its own process")
     try:

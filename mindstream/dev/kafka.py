@@ -15,19 +15,25 @@ from mindstream.dev.settings import LOCAL_DEPLOY, DevSettings
 
 NAME = "kafka"
 
+# Size-capped logs: tests create and delete many topics, and state-change
+# chatter alone would otherwise fill the disk.
 LOG4J2 = """\
 status = warn
-appender.file.type = File
+appender.file.type = RollingFile
 appender.file.name = file
 appender.file.fileName = {log}
+appender.file.filePattern = {log}.%i
 appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = WARN
 rootLogger.appenderRef.file.ref = file
-logger.kafka.name = kafka
-logger.kafka.level = WARN
-logger.apache.name = org.apache.kafka
-logger.apache.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
 logger.server.name = kafka.server.KafkaRaftServer
 logger.server.level = INFO
 """
@@ -91,6 +97,8 @@ def _properties(settings: DevSettings) -> str:
         "share.coordinator.state.topic.min.isr=1",
         # Tests create many short-lived consumer groups; start them without delay.
         "group.initial.rebalance.delay.ms=0",
+        # Tests create and delete many topics: free deleted partitions' files quickly.
+        "file.delete.delay.ms=1000",
         "auto.create.topics.enable=false",
         "",
     ])
@@ -129,7 +137,7 @@ def start(settings: DevSettings) -> process.Tracked:
          f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
          "kafka.Kafka", str(props)],
         run_dir=settings.run_dir, log=settings.log_dir / "kafka.stdout.log",
-        cwd=settings.cache_dir,
+        cwd=settings.cache_dir, max_open_files=True,
     )
 
 

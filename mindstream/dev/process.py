@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -57,8 +58,15 @@ def alive(tracked: Tracked | None) -> bool:
     return tracked is not None and _start_ticks(tracked.pid) == tracked.start_ticks
 
 
+def _raise_open_files_limit() -> None:
+    """A broker keeps several files open per partition; allow as many as the hard limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1_048_576
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def spawn(name: str, argv: Sequence[str], *, run_dir: Path, log: Path, cwd: Path,
-          env: dict[str, str] | None = None) -> Tracked:
+          env: dict[str, str] | None = None, max_open_files: bool = False) -> Tracked:
     """Start ``argv`` detached from our session, output appended to ``log``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +74,7 @@ def spawn(name: str, argv: Sequence[str], *, run_dir: Path, log: Path, cwd: Path
         proc = subprocess.Popen(
             list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=cwd, env=env, start_new_session=True,
+            preexec_fn=_raise_open_files_limit if max_open_files else None,  # noqa: PLW1509
         )
     ticks = _start_ticks(proc.pid)
     tracked = Tracked(name, proc.pid, ticks or 0, log)

@@ -19,10 +19,14 @@ from pathlib import Path
 from mindstream.dev import process
 from mindstream.dev.errors import DevError
 
-SERVICES: tuple[str, ...] = ("memory", "reasoning", "tools", "telemetry", "control-plane")
+SERVICES: tuple[str, ...] = ("memory", "reasoning", "tools", "telemetry", "control-plane",
+                             "workflows")
+# Probe/metrics ports. The control plane also serves its API and dashboard on 8080.
 DEFAULT_PORTS: Mapping[str, int] = {
-    "control-plane": 8080, "reasoning": 8081, "tools": 8082, "memory": 8083, "telemetry": 8084,
+    "reasoning": 8081, "tools": 8082, "memory": 8083, "telemetry": 8084, "control-plane": 8085,
+    "workflows": 8086,
 }
+CONTROL_PLANE_API_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,12 @@ class ServiceProcess:
 
 
 def port_env_var(name: str) -> str:
-    return f"MINDSTREAM_{name.upper().replace('-', '_')}_HTTP_PORT"
+    """The setting of the port answering /readyz and /metrics."""
+    field = "PROBE_PORT" if name == "control-plane" else "HTTP_PORT"
+    return f"MINDSTREAM_{name.upper().replace('-', '_')}_{field}"
 
 
 def probe_port_of(name: str, env: Mapping[str, str]) -> int:
-    """The port answering /readyz; the control plane serves its probes beside its API."""
     return int(env.get(port_env_var(name), DEFAULT_PORTS[name]))
 
 
@@ -50,11 +55,19 @@ def start(name: str, *, env: Mapping[str, str], run_dir: Path, log_dir: Path,
           instance: str | None = None) -> ServiceProcess:
     instance = instance or name
     full_env = {**os.environ, **env}
+    existing = process.read(run_dir, f"svc-{instance}")
+    if process.alive(existing):
+        raise DevError(f"service {instance} is already running (pid {existing.pid if existing else '?'}); "
+                       "stop it first (`mindstream demo --stop`)")
+    port = probe_port_of(name, full_env)
+    if process.port_open("127.0.0.1", port):
+        raise DevError(f"port {port} for {instance} is in use by another process; stop it or set "
+                       f"{port_env_var(name)}")
     tracked = process.spawn(
         f"svc-{instance}", [sys.executable, "-m", "mindstream.cli.main", "serve", name],
         run_dir=run_dir, log=log_dir / f"{instance}.log", cwd=Path.cwd(), env=full_env,
     )
-    return ServiceProcess(name, probe_port_of(name, full_env), tracked, instance)
+    return ServiceProcess(name, port, tracked, instance)
 
 
 def ready(service: ServiceProcess) -> bool:

@@ -35,7 +35,8 @@ user message), ``system`` (regex on the system prompt), ``agent`` (name),
 ``retry_after``, ``malformed_tool_call``, ``max_uses``, ``usage``.
 
 Templates in answers (text and string tool arguments): ``{{last_user}}``,
-``{{tool_result:NAME}}`` (content of the newest result of that tool), and
+``{{tool_result:NAME}}`` (content of the newest result of that tool;
+``{{tool_result:NAME|a.b}}`` takes a field of a JSON result), and
 ``{{match:N}}`` (group N of the ``last_user`` regex).
 
 Test hooks: ``GET /_requests`` lists the requests received, ``DELETE
@@ -86,7 +87,7 @@ __all__ = [
 ]
 
 EMBEDDING_DIM = 64
-_TEMPLATE = re.compile(r"\{\{\s*(last_user|tool_result:[\w.\-]+|match:\d+)\s*\}\}")
+_TEMPLATE = re.compile(r"\{\{\s*(last_user|tool_result:[\w.\-]+(?:\|[\w.]+)?|match:\d+)\s*\}\}")
 _MATCH_KEYS = frozenset({"last_user", "system", "agent", "tool_result", "model"})
 _RULE_KEYS = frozenset(
     {
@@ -283,6 +284,22 @@ def _matches(rule: Rule, view: _View) -> re.Match[str] | bool:
     return found
 
 
+def _json_path(content: str, path: str) -> str:
+    """``{{tool_result:NAME|a.b}}``: a field of a JSON tool result ("" if absent)."""
+    try:
+        value: Any = json.loads(content)
+    except ValueError:
+        return ""
+    for part in path.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def _render(value: Any, view: _View, m: re.Match[str] | bool) -> Any:
     if isinstance(value, str):
 
@@ -291,7 +308,9 @@ def _render(value: Any, view: _View, m: re.Match[str] | bool) -> Any:
             if key == "last_user":
                 return view.last_user
             if key.startswith("tool_result:"):
-                return view.all_tool_results.get(key.split(":", 1)[1], "")
+                name, _, path = key.split(":", 1)[1].partition("|")
+                content = view.all_tool_results.get(name, "")
+                return _json_path(content, path) if path else content
             if isinstance(m, re.Match):
                 group = int(key.split(":", 1)[1])
                 if group <= (m.re.groups or 0):

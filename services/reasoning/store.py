@@ -24,7 +24,7 @@ from pymongo.errors import DuplicateKeyError
 
 from schemas.agents import AgentDefinition
 from services.reasoning.state import RunState, RunStatus
-from shared.mongo import Doc, IndexSpec, update_versioned
+from shared.mongo import Doc, IndexSpec, update_if_version, update_versioned
 
 __all__ = [
     "AGENT_VERSIONS",
@@ -141,10 +141,8 @@ class RunStore:
         return state
 
     async def clear_outbox(self, run_id: str, version: int) -> None:
-        await self._runs.update_one(
-            {"_id": run_id, "version": version},
-            {"$set": {"outbox": [], "outbox_pending": False}},
-        )
+        await update_if_version(self._db, RUNS, run_id, version,
+                                {"$set": {"outbox": [], "outbox_pending": False}})
 
     async def due(self, now: datetime, statuses: list[RunStatus], limit: int = 100) -> list[str]:
         """Runs in one of ``statuses`` whose deadline has passed."""

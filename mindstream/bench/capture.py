@@ -1,0 +1,79 @@
+"""Read back what the system published, to time each stage and to count completions.
+
+The bench does not instrument the services: every message already carries its
+production time (``ce_time``) and run id (``correlation_id``) in its envelope,
+so reading the topics afterwards gives each run's timeline for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.envelope import HEADER_TIME
+
+__all__ = ["Captured", "read_topics"]
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One record, reduced to what timing and counting need."""
+
+    topic: str
+    key: str
+    ce_id: str
+    ce_type: str
+    correlation_id: str
+    ce_time: str
+    value: bytes
+
+
+def _headers(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in raw or ()}
+
+
+async def read_topics(bootstrap: str, topics: Sequence[str], *, timeout_s: float = 60.0,
+                      keep_value: bool = True) -> list[Captured]:
+    """Every record of ``topics`` from the beginning up to their end offsets at call time."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        partitions: list[TopicPartition] = []
+        for name in topics:
+            found = consumer.partitions_for_topic(name)
+            if found is None:
+                await consumer._client.force_metadata_update()
+                found = consumer.partitions_for_topic(name) or set()
+            partitions += [TopicPartition(name, p) for p in sorted(found)]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        pending = {tp for tp, end in ends.items() if end > 0}
+        out: list[Captured] = []
+        import asyncio
+
+        async with asyncio.timeout(timeout_s):
+            while pending:
+                batch = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset >= ends[tp]:
+                            continue
+                        h = _headers(record.headers)
+                        out.append(Captured(
+                            topic=record.topic, key=(record.key or b"").decode("utf-8", "replace"),
+                            ce_id=h.get("ce_id", ""), ce_type=h.get("ce_type", ""),
+                            correlation_id=h.get("correlation_id", ""), ce_time=h.get(HEADER_TIME, ""),
+                            value=record.value if keep_value else b"",
+                        ))
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
