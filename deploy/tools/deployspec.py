@@ -158,6 +158,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         secret_env=("MINDSTREAM_MEMORY_MODEL_API_KEY", "MINDSTREAM_MEMORY_EMBEDDINGS_API_KEY"),
     ),
     ServiceSpec(
+        name="workflows",
+        consumes=("mindstream.workflows.requested.v1", "mindstream.workflows.commands.v1",
+                  "mindstream.runs.completed.v1", "mindstream.tools.results.v1"),
+        settings="services.workflows.settings:WorkflowsSettings",
+        resources=Resources("100m", "256Mi", "500m", "512Mi"),
+        lag_threshold=50,
+    ),
+    ServiceSpec(
         name="telemetry",
         consumes=("mindstream.runs.events.v1", "mindstream.tools.results.v1", "mindstream.runs.completed.v1"),
         settings="services.telemetry.settings:TelemetrySettings",

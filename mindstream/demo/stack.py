@@ -101,7 +101,7 @@ def _serve_notes() -> http.server.ThreadingHTTPServer:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(KNOWLEDGE_DIR), **kwargs)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return None
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -56,6 +56,12 @@ PUBLIC = {
         "RUNS_COMMANDS",
         "RUNS_COMPLETED", "RUNS_EVENTS", "RUNS_READY", "RUNS_REQUESTED", "TOOLS_CALLS",
         "TOOLS_RESULTS", "TOPICS", "TOPIC_NAME_PATTERN", "TopicSpec", "spec_for_message", "topic",
+        "WORKFLOWS", "WORKFLOWS_COMMANDS", "WORKFLOWS_EVENTS", "WORKFLOWS_REQUESTED",
+    ],
+    "schemas.workflows": [
+        "STEP_REF", "TERMINAL_KINDS", "Check", "RetrySpec", "StepType", "WorkflowCommand",
+        "WorkflowCommandKind", "WorkflowDefinition", "WorkflowEvent", "WorkflowEventKind",
+        "WorkflowRequested", "WorkflowStep", "agent_refs", "graph_problems", "step_refs",
     ],
     "schemas.export": [
         "ASYNCAPI_VERSION", "JSON_SCHEMA_DIALECT", "asyncapi_document", "check_all",

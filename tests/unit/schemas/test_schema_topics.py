@@ -3,7 +3,16 @@ from __future__ import annotations
 import pytest
 
 from schemas.runs import RunRequested
-from schemas.topics import AGENTS, AUDIT, RUNS_REQUESTED, TOPICS, TopicSpec, spec_for_message, topic
+from schemas.topics import (
+    AGENTS,
+    AUDIT,
+    RUNS_REQUESTED,
+    TOPICS,
+    WORKFLOWS,
+    TopicSpec,
+    spec_for_message,
+    topic,
+)
 from tests.unit.schemas.samples import sample_messages, sample_request
 
 pytestmark = pytest.mark.unit
@@ -20,13 +29,18 @@ ARCHITECTURE = {
     "mindstream.agents.v1": ("id", "AgentDefinition"),
     "mindstream.audit.v1": ("target.id", "AuditEvent"),
     "mindstream.knowledge.documents.v1": ("document_id", "KnowledgeDocument"),
+    "mindstream.workflows.v1": ("id", "WorkflowDefinition"),
+    "mindstream.workflows.requested.v1": ("workflow_run_id", "WorkflowRequested"),
+    "mindstream.workflows.commands.v1": ("workflow_run_id", "WorkflowCommand"),
+    "mindstream.workflows.events.v1": ("workflow_run_id", "WorkflowEvent"),
 }
 
 
 def test_registry_matches_architecture() -> None:
     assert {s.name: (s.key, s.message.__name__) for s in TOPICS} == ARCHITECTURE
     assert AGENTS.cleanup_policy == "compact"
-    assert all(s.cleanup_policy == "delete" for s in TOPICS if s is not AGENTS)
+    assert WORKFLOWS.cleanup_policy == "compact"
+    assert all(s.cleanup_policy == "delete" for s in TOPICS if s not in (AGENTS, WORKFLOWS))
     assert len({s.message.ce_type for s in TOPICS}) == len(TOPICS)
 
 
