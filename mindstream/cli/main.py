@@ -62,9 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Client libraries log connection retries as errors; the CLI reports failures itself.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    if args.command != "serve":  # a service configures its own (JSON) logging
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        # Client libraries log connection retries as errors; the CLI reports failures itself.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -55,6 +55,8 @@ def make_broker(settings: KafkaSettings, client_id: str, *,
         request_timeout_ms=settings.request_timeout_ms,
         security=_security(settings),
         graceful_timeout=graceful_timeout_s,
-        # Per-message "Received/Processed" lines are debug detail; our pipeline logs outcomes.
+        # FastStream's records go to our logger (JSON through the root handler) instead of
+        # its own coloured console handler; per-message "Received/Processed" lines are debug.
+        logger=logging.getLogger("mindstream.faststream"),
         log_level=logging.DEBUG,
     )
