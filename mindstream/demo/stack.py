@@ -79,6 +79,7 @@ def say(text: str) -> None:
 
 
 def _start_scripted_model(settings: DevSettings) -> tuple[subprocess.Popen[str], str]:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)  # absent when Kafka and MongoDB are external
     log = (settings.log_dir / "scripted-model.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mindstream.testing.scripted_model", "--script", str(SCRIPT),
