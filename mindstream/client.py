@@ -116,13 +116,31 @@ class MindstreamClient:
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
+        """Connect, check the run topics exist, and create this client's reply topic.
+
+        Raises :class:`RuntimeError` at once (instead of waiting on metadata for
+        the first request) when ``mindstream.runs.requested.v1`` is missing: a
+        wrong ``topic_prefix`` or topics never applied.
+        """
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(self.reply_topic, 1, 1, topic_configs={
-                "retention.ms": str(REPLY_RETENTION_MS)})])
-        except TopicAlreadyExistsError:
-            pass
+            existing = set(await admin.list_topics())
+            if self.topic(RUNS_REQUESTED) not in existing:
+                raise RuntimeError(
+                    f"topic {self.topic(RUNS_REQUESTED)} does not exist at {self._bootstrap}: "
+                    "check the topic prefix, or run `mindstream topics apply`")
+            if self.reply_topic not in existing:
+                try:
+                    await admin.create_topics([NewTopic(self.reply_topic, 1, 1, topic_configs={
+                        "retention.ms": str(REPLY_RETENTION_MS)})])
+                except TopicAlreadyExistsError:
+                    pass
+            # Wait until the new topic is in the cluster's metadata before assigning it
+            # (an early assignment spams "not found in cluster metadata" warnings).
+            async with asyncio.timeout(10):
+                while self.reply_topic not in set(await admin.list_topics()):
+                    await asyncio.sleep(0.05)
         finally:
             await admin.close()
         self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all",
@@ -131,6 +149,9 @@ class MindstreamClient:
         self._replies = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
                                          enable_auto_commit=False, client_id=self.client_id)
         await self._replies.start()
+        async with asyncio.timeout(10):
+            while self._replies.partitions_for_topic(self.reply_topic) is None:
+                await self._replies._client.force_metadata_update()  # noqa: SLF001
         tp = TopicPartition(self.reply_topic, 0)
         self._replies.assign([tp])
         await self._replies.seek_to_beginning(tp)

@@ -32,6 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"{exc} (are the services running? `mindstream dev status`)", 1) from exc
     except (KafkaError, OSError) as exc:
         raise CliError(f"cannot reach Kafka: {exc} (is it running? `mindstream dev up`)") from exc
+    except RuntimeError as exc:  # the client's own checks, e.g. topics missing
+        raise CliError(str(exc)) from exc
 
 
 async def _stream(args: argparse.Namespace) -> int:

@@ -141,13 +141,12 @@ def start(settings: DevSettings | None = None) -> DemoStack:
         '"private_hosts": ["127.0.0.1"]}}')
     os.environ.update(env)  # the CLI steps below talk to the same infrastructure
 
-    say("③ topics, agents and knowledge")
-    _cli(["topics", "apply"])
-    _cli(["agents", "apply", "-f", str(AGENTS_DIR)])
-    _cli(["knowledge", "add", *sorted(str(p) for p in KNOWLEDGE_DIR.glob("*.md"))])
-
-    say("④ services, each its own process")
     try:
+        say("③ topics, agents and knowledge")
+        _cli(["topics", "apply"])
+        _cli(["agents", "apply", "-f", str(AGENTS_DIR)])
+        _cli(["knowledge", "add", *sorted(str(p) for p in KNOWLEDGE_DIR.glob("*.md"))])
+        say("④ services, each its own process")
         for name in services.SERVICES:
             stack.running.append(services.start(name, env=env, run_dir=stack.run_dir,
                                                 log_dir=settings.log_dir))
