@@ -151,7 +151,7 @@ class MindstreamClient:
         await self._replies.start()
         async with asyncio.timeout(10):
             while self._replies.partitions_for_topic(self.reply_topic) is None:
-                await self._replies._client.force_metadata_update()  # noqa: SLF001
+                await self._replies._client.force_metadata_update()
         tp = TopicPartition(self.reply_topic, 0)
         self._replies.assign([tp])
         await self._replies.seek_to_beginning(tp)

@@ -34,6 +34,8 @@ __all__ = [
     "MemorySettings",
     "ModelSettings",
     "PiiPolicy",
+    "Rollout",
+    "RolloutState",
     "TeamMode",
     "TeamSettings",
     "split_agent_ref",
@@ -158,6 +160,42 @@ class TeamSettings(ContractModel):
         return self
 
 
+class RolloutState(StrEnum):
+    """A canary in progress, or one rolled back (every session back on the stable version)."""
+
+    ACTIVE = "active"
+    ROLLED_BACK = "rolled_back"
+
+
+class Rollout(ContractModel):
+    """A canary rollout: new sessions of unpinned runs split between two versions.
+
+    Set on the newest definition of the agent, so every replica following the
+    agents topic sees the same assignment. A session goes to the candidate when
+    a stable hash of its id falls below ``candidate_share``, so it stays on one
+    version; runs pinned to ``agent@N`` are not affected. Pausing and resuming
+    (new versions of the same content) keep the rollout; a new version with
+    new content replaces it.
+    """
+
+    stable_version: int = Field(ge=1, description="Version most sessions keep using.")
+    candidate_version: int = Field(ge=1, description="Version being tried on a share of sessions.")
+    candidate_share: float = Field(
+        ge=0.0, le=1.0, description="Share of sessions sent to the candidate (0.1 = 10%)."
+    )
+    started_at: UtcDatetime = Field(description="When the canary started.")
+    state: RolloutState = Field(
+        default=RolloutState.ACTIVE, description="active, or rolled_back (all on stable)."
+    )
+    reason: ShortText | None = Field(default=None, description="Why it was rolled back, if so.")
+
+    @model_validator(mode="after")
+    def _two_versions(self) -> Rollout:
+        if self.stable_version == self.candidate_version:
+            raise ValueError("stable_version and candidate_version must differ")
+        return self
+
+
 class AgentDefinition(Message):
     """Everything that makes an agent: instructions, model, tools, limits, team."""
 
@@ -190,6 +228,11 @@ class AgentDefinition(Message):
         default=None, description="JSON Schema (type object) the final answer must satisfy."
     )
     updated_at: UtcDatetime | None = Field(default=None, description="When this version was made.")
+    rollout: Rollout | None = Field(
+        default=None,
+        description="Canary in progress: which sessions of unpinned runs go to which version. "
+        "Republished on the same version when it changes (it routes, it is not behaviour).",
+    )
 
     @field_validator("tools", "require_approval")
     @classmethod

@@ -204,7 +204,10 @@ class WorkflowStep(ContractModel):
     @model_validator(mode="after")
     def _fields_fit_type(self) -> WorkflowStep:
         allowed = _TYPE_FIELDS[self.type] | _COMMON
-        given = {name for name in self.model_fields_set if name not in allowed}
+        # Judged by value, not by fields_set: a decoded message carries every field.
+        given = {name for name, info in type(self).model_fields.items()
+                 if name not in allowed and getattr(self, name) != info.get_default(
+                     call_default_factory=True)}
         if given:
             raise ValueError(
                 f"step '{self.id}' ({self.type.value}) does not take {', '.join(sorted(given))}"

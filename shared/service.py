@@ -36,14 +36,16 @@ __all__ = ["MetricsObserver", "ServiceRuntime", "consumer_group", "run_until_sig
 log = logging.getLogger("mindstream.service")
 
 
-def consumer_group(service: str, spec: TopicSpec) -> str:
+def consumer_group(service: str, spec: TopicSpec, topic_prefix: str = "") -> str:
     """A service's consumer group on a topic: ``mindstream-<service>.<domain>-<event>``.
 
     Autoscalers (KEDA) and the lag monitor name the same groups, so this is
-    the one place the naming lives.
+    the one place the naming lives. A topic prefix (tests, benchmarks, several
+    systems on one cluster) prefixes the group too: a group is cluster-wide, and
+    members of one system joining or leaving must not rebalance another's.
     """
     parts = spec.name.split(".")[1:-1]  # drop "mindstream" and the version
-    return f"mindstream-{service}.{'-'.join(parts)}"
+    return f"{topic_prefix}mindstream-{service}.{'-'.join(parts)}"
 
 
 class MetricsObserver(PipelineObserver, PublishObserver):
@@ -146,7 +148,7 @@ class ServiceRuntime:
 
     def group_for(self, spec: TopicSpec) -> str:
         """The consumer group of this service on ``spec``'s topic."""
-        return consumer_group(self.name, spec)
+        return consumer_group(self.name, spec, self.kafka.topic_prefix)
 
     def on_start(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._on_start.append(hook)

@@ -34,6 +34,24 @@ def _headers(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") for k, v in raw or ()}
 
 
+async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str],
+                      attempts: int = 20) -> list[TopicPartition]:
+    """Every partition of ``topics``; metadata is asked for these topics only (a busy
+    broker's full metadata is large) and again until each topic is known."""
+    import asyncio
+
+    client = consumer._client
+    await client.set_topics(list(topics))
+    for _ in range(attempts):
+        known = {name: consumer.partitions_for_topic(name) for name in topics}
+        if all(known.values()):
+            return [TopicPartition(n, p) for n, parts in known.items() for p in sorted(parts or ())]
+        await client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    missing = [n for n in topics if not consumer.partitions_for_topic(n)]
+    raise RuntimeError(f"no metadata for topics {missing} (do they exist?)")
+
+
 async def read_topics(bootstrap: str, topics: Sequence[str], *, timeout_s: float = 60.0,
                       keep_value: bool = True) -> list[Captured]:
     """Every record of ``topics`` from the beginning up to their end offsets at call time."""
@@ -41,13 +59,7 @@ async def read_topics(bootstrap: str, topics: Sequence[str], *, timeout_s: float
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     try:
-        partitions: list[TopicPartition] = []
-        for name in topics:
-            found = consumer.partitions_for_topic(name)
-            if found is None:
-                await consumer._client.force_metadata_update()
-                found = consumer.partitions_for_topic(name) or set()
-            partitions += [TopicPartition(name, p) for p in sorted(found)]
+        partitions = await _partitions(consumer, topics)
         if not partitions:
             return []
         consumer.assign(partitions)

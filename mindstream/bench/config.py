@@ -26,6 +26,7 @@ class BenchConfig:
     scaling_partitions: int = 24
     run_timeout_s: float = 60.0  # a run not answered by then counts as a timeout
     rss_interval_s: float = 0.5
+    warmup_burst: int = 20  # runs submitted within one second after the warm-up runs (0: none)
 
     def __post_init__(self) -> None:
         if not self.rates or any(r <= 0 for r in self.rates) or list(self.rates) != sorted(self.rates):
@@ -54,5 +55,5 @@ QUICK = BenchConfig(
 SMOKE = BenchConfig(
     mode="smoke", latency_runs=3, latency_max_s=10.0, warmup_runs=1, floor_samples=3,
     rates=(2.0, 4.0), step_s=1.0, phase_budget_s=15.0, bisect=False, partitions=3,
-    scaling_partitions=4, run_timeout_s=30.0,
+    scaling_partitions=4, run_timeout_s=30.0, warmup_burst=0,
 )

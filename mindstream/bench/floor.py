@@ -54,16 +54,16 @@ class CriticalPath:
 
 
 # client -> memory -> reasoning -> client. Round trips a run causes in the handlers on
-# its path (some, like the ledger mark, follow the publish but hold up the partition):
-# memory: ledger seen, session, memories (reads); ledger mark (insert).
+# its path (a few, like the ledger mark, follow the publish but hold up the partition):
+# memory: session, memories (reads; it keeps no ledger for requests).
 # reasoning on RunReady: ledger seen, run get (reads); run insert, ledger mark (inserts);
-# outbox clear, versioned save after the model, outbox clear (updates).
-ANSWER_PATH = CriticalPath(hops=3, reads=5, inserts=3, updates=3)
-# client -> memory -> reasoning -> tools -> reasoning -> client. As above, plus: reasoning's
-# first model step saves and clears (2 updates); tools: call ledger start and result
-# (2 inserts); reasoning on the result: ledger seen, run get (reads), save and clear, save
-# and clear after the second model call (4 updates), ledger mark (insert).
-TOOL_PATH = CriticalPath(hops=5, reads=7, inserts=6, updates=7)
+# outbox clear, model-call claim, save after the model, outbox clear (updates).
+ANSWER_PATH = CriticalPath(hops=3, reads=4, inserts=2, updates=4)
+# client -> memory -> reasoning -> tools -> reasoning -> client. As above, plus tools:
+# call ledger start and result (2 inserts); reasoning on the result: ledger seen, run get
+# (reads), save and clear, claim, save and clear after the second model call (5 updates),
+# ledger mark (insert).
+TOOL_PATH = CriticalPath(hops=5, reads=6, inserts=5, updates=9)
 
 
 async def _make_topics(bootstrap: str, names: list[str]) -> None:

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuSample", "cpu_seconds", "machine_busy_seconds", "parse_vmrss_kib", "rss_mib", "usage_between"]
+__all__ = [
+    "CpuSample",
+    "cpu_ms_per_run",
+    "cpu_seconds",
+    "machine_busy_seconds",
+    "parse_vmrss_kib",
+    "rss_mib",
+    "usage_between",
+]
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -95,3 +103,19 @@ def usage_between(a: CpuSample, b: CpuSample) -> dict[str, float]:
     used["machine"] = machine
     used["other"] = max(0.0, machine - sum(v for k, v in used.items() if k != "machine"))
     return used
+
+
+def cpu_ms_per_run(a: CpuSample, b: CpuSample, runs: int,
+                   exclude: frozenset[str] = frozenset({"bench-client"})) -> dict[str, float]:
+    """CPU milliseconds each process spent per run between two samples, and their
+    ``total`` (without ``exclude``: the load generator is not the system).
+
+    Unlike latency, this hardly depends on what else the machine runs, so it
+    tells the capacity of a machine: about ``cores * 1000 / total`` runs/s.
+    """
+    if runs <= 0:
+        return {}
+    used = {name: (b.per_process[name] - a.per_process[name]) * 1000 / runs
+            for name in b.per_process if name in a.per_process}
+    used["total"] = sum(v for k, v in used.items() if k not in exclude)
+    return {k: round(max(0.0, v), 2) for k, v in used.items()}

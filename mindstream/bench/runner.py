@@ -108,6 +108,10 @@ async def _mongo_build(uri: str) -> dict[str, Any]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
     try:
         info: dict[str, Any] = await client.admin.command("buildInfo")
+        with contextlib.suppress(Exception):
+            status = await client.admin.command("serverStatus")
+            if status.get("ferretdbVersion"):
+                info["ferretdb"] = {"version": status["ferretdbVersion"]}
         return info
     except Exception:
         return {}
@@ -142,10 +146,12 @@ async def _warm(client: MindstreamClient, config: BenchConfig, say: Say) -> None
         if bad:
             raise RuntimeError(f"warm-up run of {agent} ended {bad[0].status}; see the service logs")
     # A burst, so every consumer of every group has handled a message before timing starts.
-    burst = await load.open_loop(client, AGENT_ANSWER, TEXT_ANSWER, 20.0, 1.0,
-                                 timeout=config.run_timeout_s)
-    say(f"warm-up done ({config.warmup_runs} runs per agent, burst of {len(burst.samples)}; "
-        f"burst p50 {burst.latency.p50:.0f} ms)")
+    note = ""
+    if config.warmup_burst > 0:
+        burst = await load.open_loop(client, AGENT_ANSWER, TEXT_ANSWER, float(config.warmup_burst), 1.0,
+                                     timeout=config.run_timeout_s)
+        note = f", burst of {len(burst.samples)} (p50 {burst.latency.p50:.0f} ms)"
+    say(f"warm-up done ({config.warmup_runs} runs per agent{note})")
 
 
 async def _latency(client: MindstreamClient, config: BenchConfig, layout: Layout, paths: BenchPaths,
@@ -325,8 +331,8 @@ async def _phases(report: dict[str, Any], stack: BenchStack, paths: BenchPaths, 
 
 def _memory(report: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
     return {
-        "idle_mib": report["throughput"].get("rss_idle_mib", {}),
-        "under_load_max_mib": report["throughput"].get("rss_load_max_mib", {}),
+        "idle_mib": report.get("throughput", {}).get("rss_idle_mib", {}),
+        "under_load_max_mib": report.get("throughput", {}).get("rss_load_max_mib", {}),
         "scaled_idle_mib": report.get("scaling", {}).get("rss_idle_mib", {}),
         "scaled_under_load_max_mib": report.get("scaling", {}).get("rss_load_max_mib", {}),
         "source": "VmRSS from /proc/<pid>/status; idle after warm-up, load max sampled every "
@@ -351,6 +357,13 @@ async def run_bench(config: BenchConfig, paths: BenchPaths,
     layouts: list[Layout] = []
     try:
         await _phases(report, stack, paths, config, clock, now.strftime("%H%M%S"), layouts)
+    except BaseException as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        with contextlib.suppress(Exception):  # what was measured so far is still worth keeping
+            report["memory"] = _memory(report, config)
+            path, _ = write_results(report, paths.out_dir, stamp + "-failed")
+            say(f"partial results: {path}")
+        raise
     finally:
         stack.stop()
         model.stop()

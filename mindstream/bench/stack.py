@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -131,6 +133,8 @@ class BenchStack:
             "MINDSTREAM_TOOLS_MODULES": json.dumps(tool_modules),
             "MINDSTREAM_REASONING_TOOL_MODULES": json.dumps(tool_modules),
             "MINDSTREAM_CONTROL_PLANE_BOOTSTRAP_TOKEN": "ms_bench_" + uuid.uuid4().hex[:16],
+            # Consumer groups carry the topic prefix: the lag monitor watches this system's.
+            "MINDSTREAM_TELEMETRY_LAG_GROUPS": json.dumps([f"{layout.prefix}mindstream-"]),
         }
 
     # -- topics and agents ------------------------------------------------------------
@@ -153,8 +157,6 @@ class BenchStack:
 
     def apply_agents(self, layout: Layout) -> None:
         """``mindstream agents apply -f`` the bench agents, as an operator would."""
-        import os
-
         result = subprocess.run(
             [sys.executable, "-m", "mindstream.cli.main", "agents", "apply", "-f", str(AGENTS_DIR)],
             capture_output=True, text=True, check=False, env={**os.environ, **self.env(layout)},
@@ -184,9 +186,16 @@ class BenchStack:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        for service in reversed(self.running):
-            services.stop(service, self.run_dir, timeout_s=20.0)
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM every service at once (they shut down in parallel), then wait;
+        a process still there after ``timeout_s`` gets SIGKILL."""
+        alive = [s for s in self.running if process.alive(s.tracked)]
+        for service in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(service.tracked.pid, signal.SIGTERM)
+        process.wait_for(lambda: not any(process.alive(s.tracked) for s in alive), timeout_s)
+        for service in self.running:
+            services.stop(service, self.run_dir, timeout_s=5.0)  # stragglers; pid files
         self.running.clear()
 
     def dead(self) -> list[str]:

@@ -30,22 +30,28 @@ __all__ = [
 Timeline = dict[str, float]
 
 ANSWER_POINTS: tuple[str, ...] = (
-    "submitted", "ready", "run.started", "model.completed", "run.completed", "received")
+    "submitted", "ready", "run.started", "model.sent", "model.returned", "model.completed",
+    "run.completed", "received")
 TOOL_POINTS: tuple[str, ...] = (
-    "submitted", "ready", "run.started", "model.completed", "tool.call", "tool.result",
-    "tool.completed", "model.completed#2", "run.completed", "received")
+    "submitted", "ready", "run.started", "model.sent", "model.returned", "model.completed",
+    "tool.call", "tool.result", "tool.completed", "model.sent#2", "model.returned#2",
+    "model.completed#2", "run.completed", "received")
 
 STAGE_LABELS: Mapping[tuple[str, str], str] = {
-    ("submitted", "ready"): "memory: request -> context ready",
-    ("ready", "run.started"): "reasoning: ready -> run started",
-    ("run.started", "model.completed"): "model call 1 (HTTP, scripted)",
-    ("model.completed", "run.completed"): "reasoning: persist + publish final step",
-    ("model.completed", "tool.call"): "reasoning: persist + publish tool call",
-    ("tool.call", "tool.result"): "tools: call -> result",
-    ("tool.result", "tool.completed"): "reasoning: result -> applied",
-    ("tool.completed", "model.completed#2"): "model call 2 (HTTP, scripted)",
-    ("model.completed#2", "run.completed"): "reasoning: persist + publish final step",
-    ("run.completed", "received"): "reply: RunCompleted -> client",
+    ("submitted", "ready"): "client -> memory: context assembled, RunReady out",
+    ("ready", "run.started"): "reasoning: RunReady in, run created, run.started out",
+    ("run.started", "model.sent"): "reasoning: start step done, model call claimed",
+    ("model.sent", "model.returned"): "model call (HTTP stream, scripted) + delta flush",
+    ("model.returned", "model.completed"): "reasoning: model step persisted, publishing",
+    ("model.completed", "run.completed"): "reasoning: publish final step",
+    ("model.completed", "tool.call"): "reasoning: publish tool call",
+    ("tool.call", "tool.result"): "tools: call in, no-op run, result out",
+    ("tool.result", "tool.completed"): "reasoning: result in, applied, event out",
+    ("tool.completed", "model.sent#2"): "reasoning: step done, model call claimed",
+    ("model.sent#2", "model.returned#2"): "model call 2 (HTTP stream, scripted) + delta flush",
+    ("model.returned#2", "model.completed#2"): "reasoning: model step persisted, publishing",
+    ("model.completed#2", "run.completed"): "reasoning: publish final step",
+    ("run.completed", "received"): "RunCompleted -> client (reply topic)",
 }
 
 _TOPIC_POINTS = {
@@ -63,17 +69,33 @@ def _seconds(ce_time: str) -> float | None:
         return None
 
 
-def _point_of(record: Captured, prefix: str) -> str | None:
+def _points_of(record: Captured, prefix: str) -> list[tuple[str, float]]:
+    """The named points a record marks: its own production time, and for a
+    ``model.completed`` event also when the model call was sent and returned
+    (the event's ``at`` is taken when the call returned; ``data.latency_ms``
+    is the call's duration as the reasoning service measured it)."""
+    at = _seconds(record.ce_time)
+    if at is None:
+        return []
     logical = record.topic.removeprefix(prefix)
     if logical in _TOPIC_POINTS:
-        return _TOPIC_POINTS[logical]
-    if logical == "mindstream.runs.events.v1":
-        try:
-            kind = json.loads(record.value).get("kind")
-        except (ValueError, AttributeError):
-            return None
-        return kind if kind in _EVENT_POINTS else None
-    return None
+        return [(_TOPIC_POINTS[logical], at)]
+    if logical != "mindstream.runs.events.v1":
+        return []
+    try:
+        body = json.loads(record.value)
+        kind = body.get("kind")
+    except (ValueError, AttributeError):
+        return []
+    if kind not in _EVENT_POINTS:
+        return []
+    found = [(str(kind), at)]
+    if kind == "model.completed":
+        returned = _seconds(str(body.get("at", "")))
+        latency = (body.get("data") or {}).get("latency_ms")
+        if returned is not None and isinstance(latency, int | float):
+            found = [("model.sent", returned - latency / 1000), ("model.returned", returned), *found]
+    return found
 
 
 def timelines(records: Iterable[Captured], prefix: str,
@@ -91,16 +113,13 @@ def timelines(records: Iterable[Captured], prefix: str,
         line = lines.get(record.correlation_id)
         if line is None or record.ce_id in seen:
             continue
-        point = _point_of(record, prefix)
-        at = _seconds(record.ce_time)
-        if point is None or at is None:
-            continue
         seen.add(record.ce_id)
-        name, n = point, 1
-        while name in line:
-            n += 1
-            name = f"{point}#{n}"
-        line[name] = at
+        for point, at in _points_of(record, prefix):
+            name, n = point, 1
+            while name in line:
+                n += 1
+                name = f"{point}#{n}"
+            line[name] = at
     return lines
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from mindstream.cli.errors import CliError
 
-_IGNORED = {"version", "updated_at"}
+_IGNORED = {"version", "updated_at", "rollout"}  # a canary is routing, not content
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

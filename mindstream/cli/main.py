@@ -16,8 +16,10 @@ from mindstream.cli import (
     agents_cmd,
     audit_cmd,
     bench_cmd,
+    canary_cmd,
     demo_cmd,
     dev_cmd,
+    eval_cmd,
     memory_cmd,
     run_cmd,
     schemas_cmd,
@@ -45,6 +47,8 @@ GROUPS: list[Register] = [
     agents_cmd.register,
     workflows_cmd.register,
     bench_cmd.register,
+    eval_cmd.register,
+    canary_cmd.register,
 ]
 
 

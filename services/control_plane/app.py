@@ -25,6 +25,9 @@ from fastapi import FastAPI
 
 from schemas.topics import AGENTS, AUDIT, RUNS_COMPLETED, RUNS_EVENTS
 from services.control_plane.api import ApiContext, create_api
+from services.control_plane.canary import INDEXES as CANARY_INDEXES
+from services.control_plane.canary import CanaryMonitor, gates_from
+from services.control_plane.evals import INDEXES as EVAL_INDEXES
 from services.control_plane.handlers import AuditLogHandler
 from services.control_plane.server import ApiServer
 from services.control_plane.settings import ControlPlaneSettings
@@ -54,6 +57,8 @@ def build_control_plane(
     runtime = ServiceRuntime("control-plane", kafka=kafka, mongo=mongo, http_host=http_host,
                              http_port=settings.probe_port)
     runtime.indexes(INDEXES)
+    runtime.indexes(EVAL_INDEXES)
+    runtime.indexes(CANARY_INDEXES)
     bootstrap = settings.bootstrap_token.get_secret_value() if settings.bootstrap_token else None
     context = ApiContext(db=runtime.db, publisher=runtime.publisher,
                          tokens=TokenStore(runtime.db, bootstrap_token=bootstrap), clock=clock)
@@ -63,6 +68,9 @@ def build_control_plane(
     runtime.consume(RUNS_EVENTS, runs.handle_event)
     runtime.consume(RUNS_COMPLETED, runs.handle_completed)
     runtime.consume(AGENTS, AgentsView(runtime.db).handle, group=None)
+    if settings.canary_enabled:
+        runtime.background(CanaryMonitor(runtime.db, runtime.publisher, gates_from(settings),
+                                         clock=clock).run)
     api = create_api(context)
     server = ApiServer(api, http_host, settings.http_port if http_port is None else http_port)
     runtime.on_start(server.bind)

@@ -27,3 +27,11 @@ class ControlPlaneSettings(BaseSettings):
     )
     audit_concurrency: int = Field(default=3, ge=1, le=32)
     cors_origins: list[str] = Field(default_factory=list)
+    # Canary gate (services/control_plane/canary.py): judged per window, rolled back on a streak.
+    canary_enabled: bool = Field(default=True, description="judge active canaries")
+    canary_window_s: float = Field(default=300.0, gt=0)
+    canary_failing_windows: int = Field(default=2, ge=1, le=100)
+    canary_min_runs: int = Field(default=5, ge=1)
+    canary_max_failure_rate_increase: float = Field(default=0.05, ge=0.0, le=1.0)
+    canary_max_latency_ratio: float = Field(default=1.5, gt=0)
+    canary_max_cost_ratio: float = Field(default=1.5, gt=0)

@@ -54,10 +54,18 @@ class AgentsView:
                 "updated_at": definition.updated_at or datetime.now(UTC)}
 
     async def apply(self, definition: AgentDefinition) -> bool:
-        """Record a definition unless a newer (or the same) version is already known."""
+        """Record a definition unless a newer (or the same) version is already known.
+
+        The same version republished later (a canary's rollout changed: it routes
+        sessions, it is not new behaviour) replaces the older copy.
+        """
         doc = self.document(definition)
+        newer: list[Doc] = [{"version": {"$lt": definition.version}}]
+        if definition.updated_at is not None:
+            newer.append({"version": definition.version,
+                          "updated_at": {"$lt": definition.updated_at}})
         result = await self._coll.update_one(
-            {"_id": definition.id, "version": {"$lt": definition.version}},
+            {"_id": definition.id, "$or": newer},
             {"$set": {k: v for k, v in doc.items() if k != "_id"}})
         if result.matched_count:
             return True

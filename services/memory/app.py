@@ -114,13 +114,16 @@ def wire(
     runtime.on_start(knowledge.refresh)  # a warm index before the first query
     runtime.consume(AGENTS, registry.handle, group=None)
     concurrency = settings.consumer_concurrency
-    for spec, handler, members in (
-        (RUNS_REQUESTED, handlers.on_run_requested, concurrency),
-        (KNOWLEDGE_QUERIES, handlers.on_knowledge_query, concurrency),
-        (RUNS_COMPLETED, handlers.on_run_completed, concurrency),
-        (KNOWLEDGE_DOCUMENTS, handlers.on_document, 1),
+    # Requests and queries only read and then publish under a deterministic id (a replay
+    # re-publishes the same id, dropped downstream): the processed-message ledger would
+    # add two round trips to every run for nothing. Writers keep it.
+    for spec, handler, members, dedupe in (
+        (RUNS_REQUESTED, handlers.on_run_requested, concurrency, False),
+        (KNOWLEDGE_QUERIES, handlers.on_knowledge_query, concurrency, False),
+        (RUNS_COMPLETED, handlers.on_run_completed, concurrency, True),
+        (KNOWLEDGE_DOCUMENTS, handlers.on_document, 1, True),
     ):
-        runtime.consume(spec, handler, concurrency=members)
+        runtime.consume(spec, handler, concurrency=members, dedupe=dedupe)
     return MemoryApp(runtime, handlers, store, knowledge, registry)
 
 

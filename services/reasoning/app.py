@@ -66,6 +66,7 @@ def assemble(
         config=ReasonerConfig(
             delta_flush_ms=settings.delta_flush_ms, delta_flush_chars=settings.delta_flush_chars,
             outbox_redrive_after_s=settings.outbox_redrive_after_s,
+            model_claim_s=settings.model_total_timeout_s + 60.0,
         ),
         clock=clock,
     )

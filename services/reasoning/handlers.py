@@ -8,9 +8,15 @@ Every handler follows the same shape (architecture rule 2):
    an input already applied is absorbed (no second write, no second model call);
 3. write the new state together with the messages it implies (outbox) in one
    versioned update, publish them, clear the outbox;
-4. drive the run on: while it is ``running``, call the model (the only slow step),
-   then persist and publish that step the same way. A run waiting for tools,
+4. drive the run on: while it is ``running``, claim the model call (a versioned write
+   of :class:`~services.reasoning.state.ModelClaim`), call the model (the only slow
+   step), then persist and publish that step the same way. A run waiting for tools,
    approval or a child run simply returns: nothing waits in memory.
+
+The claim is what makes "one model call per step" hold: a redelivered input, a
+rebalance overlap or the sweeper may find the same run ``running`` while another
+handler is still calling the model, and only the handler whose claim was stored calls
+it. A claimant that dies leaves its claim to expire; the sweeper then drives the run.
 
 Kafka delivers one session's messages in order to one consumer; child runs live in
 their own sessions, so a parent may be written from two partitions at once, which
@@ -22,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +63,7 @@ from schemas.topics import (
     TOOLS_CALLS,
     topic,
 )
+from services.reasoning.canary import route
 from services.reasoning.deltas import DeltaBatcher
 from services.reasoning.errors import IllegalTransition, ModelError
 from services.reasoning.guardrails import (
@@ -73,6 +81,7 @@ from services.reasoning.state import (
     Cancel,
     Complete,
     Fail,
+    ModelClaim,
     ModelReplied,
     Reject,
     RunLimits,
@@ -89,7 +98,7 @@ from services.reasoning.toolbox import ToolCatalog, plan_calls
 from shared.agent_registry import AgentRegistry
 from shared.errors import ConflictError, PermanentError
 from shared.kafka.consumer import Delivery
-from shared.kafka.publisher import Publisher
+from shared.kafka.publisher import Outgoing, Publisher
 
 __all__ = ["Reasoner", "ReasonerConfig", "guardrail_policy", "tool_label"]
 
@@ -111,6 +120,9 @@ class ReasonerConfig:
     delta_flush_chars: int = 32
     outbox_redrive_after_s: float = 10.0
     running_grace_s: float = 30.0  # a running run past its deadline: its model call gave up
+    # How long a model-call claim holds: longer than the model client's whole budget
+    # (all attempts and back-offs) plus persisting the step, so a live claimant is done.
+    model_claim_s: float = 240.0
 
 
 def guardrail_policy(agent: AgentDefinition) -> GuardrailPolicy:
@@ -211,6 +223,8 @@ class Reasoner:
         self.model, self.catalog = model, catalog
         self.config = config or ReasonerConfig()
         self.clock = clock
+        self.instance = uuid.uuid4().hex  # owner id of this process's model-call claims
+        self._calling: set[str] = set()  # runs whose model call this process has in flight
 
     # -- persistence and publication ------------------------------------------------------
 
@@ -226,19 +240,21 @@ class Reasoner:
 
     async def _publish(self, items: list[OutboxItem], caused_by: Envelope | None,
                        run_id: str) -> None:
+        # One round trip for the whole step: sent in order, then every ack awaited.
+        batch = []
         for item in items:
             spec = topic(item.topic)
             message: Message = spec.message.model_validate_json(item.body)
-            try:
-                await self.publisher.publish(
-                    spec, message, caused_by=caused_by, message_id=item.id,
-                    correlation_id=run_id, physical_topic=item.physical_topic,
-                )
-            except Exception:
-                if not item.best_effort:
-                    raise
-                log.warning("could not publish to %s for run %s", item.physical_topic, run_id,
-                            exc_info=True)
+            batch.append(Outgoing(spec, message, caused_by=caused_by, message_id=item.id,
+                                  correlation_id=run_id, physical_topic=item.physical_topic))
+        errors = await self.publisher.publish_many(batch)
+        for item, error in zip(items, errors, strict=True):
+            if error is None:
+                continue
+            if not item.best_effort:
+                raise error
+            log.warning("could not publish to %s for run %s", item.physical_topic, run_id,
+                        exc_info=error)
 
     async def _flush(self, run: RunState, outbox: list[OutboxItem],
                      caused_by: Envelope | None) -> RunState:
@@ -252,6 +268,7 @@ class Reasoner:
         """Persist ``new`` with the step's messages, then publish them (rule 2)."""
         new.seq, new.step = step.seq, step.number
         new.updated_at = step.now
+        new.model_claim = None  # a step was taken: whatever claim led to it is spent
         saved = await self.store.save(old.version, new, step.items)
         await self._flush(saved, step.items, caused_by)
         return saved
@@ -339,7 +356,7 @@ class Reasoner:
     async def _create(self, ready: RunReady, caused_by: Envelope) -> RunState | None:
         req = ready.request
         now = self.clock()
-        agent = self.agents.get(req.agent_id)
+        agent = self.agents.get(route(self.agents, req.agent_id, req.session_id))  # canary
         agent_id, pinned = split_agent_ref(req.agent_id)
         run = RunState(
             run_id=req.run_id, session_id=req.session_id, agent_id=agent_id,
@@ -427,7 +444,38 @@ class Reasoner:
             if decision.action == "fail":
                 run = await self._fail(run, decision.reason or "failed", caused_by)
                 return
-            run = await self._model_step(run, caused_by)
+            claimed = await self._claim_model_call(run)
+            if claimed is None:
+                return  # another handler is calling the model for this step
+            try:
+                run = await self._model_step(claimed, caused_by)
+            finally:
+                self._calling.discard(claimed.run_id)
+
+    async def _claim_model_call(self, run: RunState) -> RunState | None:
+        """Store this handler's claim on the run's next model call; None if it is taken.
+
+        The claim is written with the version check, so of two handlers that read the
+        same ``running`` state one stores its claim and the other gets a ConflictError
+        (retried: it then finds the claim). A claim of this process that is no longer in
+        flight was left by an attempt that failed before persisting its step (the
+        redelivery of that very input): it is taken again at once.
+        """
+        if run.run_id in self._calling:
+            return None
+        now = self.clock()
+        held = run.model_claim
+        if held is not None and now < held.until and held.owner != self.instance:
+            return None
+        claimed = run.model_copy(deep=True)
+        claimed.model_claim = ModelClaim(
+            owner=self.instance, until=now + timedelta(seconds=self.config.model_claim_s))
+        self._calling.add(run.run_id)  # before the write: no window for a second claim here
+        try:
+            return await self.store.save(run.version, claimed, None)
+        except BaseException:
+            self._calling.discard(run.run_id)
+            raise
 
     async def _finish_handoff(self, run: RunState, caused_by: Envelope | None) -> RunState:
         assert run.handoff_call_id is not None
@@ -710,7 +758,8 @@ class Reasoner:
     # -- the sweeper --------------------------------------------------------------------------
 
     async def sweep(self) -> int:
-        """Fail runs past their deadline; re-publish outboxes a crash left behind."""
+        """Fail runs past their deadline; re-drive runs whose model-call claimant is gone;
+        re-publish outboxes a crash left behind. Returns how many runs were failed."""
         now = self.clock()
         swept = 0
         for run_id in await self.store.due(now, _WAITING_OR_ACTIVE):
@@ -732,6 +781,15 @@ class Reasoner:
                 swept += 1
             except ConflictError:
                 continue  # someone else moved it; the next sweep looks again
+        for run_id in await self.store.stalled(now):
+            stored = await self.store.get(run_id)
+            if stored is None or stored.state.status is not RunStatus.RUNNING:
+                continue
+            log.warning("run %s: model-call claim expired; driving it again", run_id)
+            try:
+                await self._drive(await self._flush(stored.state, stored.outbox, None), None)
+            except ConflictError:
+                continue
         before = now - timedelta(seconds=self.config.outbox_redrive_after_s)
         for run_id in await self.store.unpublished(before):
             stored = await self.store.get(run_id)

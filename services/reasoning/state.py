@@ -45,6 +45,7 @@ __all__ = [
     "Complete",
     "Decision",
     "Fail",
+    "ModelClaim",
     "ModelReplied",
     "PendingCall",
     "Reject",
@@ -114,6 +115,19 @@ class RunLimits(BaseModel):
     max_depth: int = Field(default=3, ge=0)
 
 
+class ModelClaim(BaseModel):
+    """Who is calling the model for the run's next step, and until when that claim holds.
+
+    Written with the version check before the call, so of two handlers that find the
+    run ``running`` only the one whose claim was stored calls the model. ``until``
+    outlasts the model client's own time budget: past it the claimant has given up
+    or died, and the sweeper may claim the step again.
+    """
+
+    owner: str
+    until: datetime
+
+
 class RunState(BaseModel):
     """A run as stored in the ``runs`` collection (one document per run)."""
 
@@ -146,6 +160,7 @@ class RunState(BaseModel):
     reply_topic: str | None = None
     parent_session_id: str | None = None
     handoff_call_id: str | None = None  # route mode: this call's answer is the run's answer
+    model_claim: ModelClaim | None = None  # a model call in progress; cleared by the next step
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

@@ -10,6 +10,10 @@ final ids, written in the same versioned update as the state change (architectur
 rule 2): a redelivered input, or the sweeper, finds them and re-publishes the very
 same ids. Clearing the outbox after publishing does not bump ``version``: it only
 drops messages already sent, so losing that race merely re-sends duplicates.
+
+``claim_until`` mirrors the state's model-call claim (see
+:mod:`services.reasoning.handlers`), so the sweeper can find running runs whose
+claimant died mid-call.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ INDEXES: dict[str, list[IndexSpec]] = {
     RUNS: [
         IndexSpec([("status", 1), ("deadline", 1)], name="status_deadline"),
         IndexSpec([("outbox_pending", 1), ("updated_at", 1)], name="outbox_pending"),
+        IndexSpec([("status", 1), ("claim_until", 1)], name="status_claim"),
         IndexSpec([("session_id", 1), ("created_at", 1)], name="session_created"),
     ],
     AGENT_VERSIONS: [IndexSpec([("agent_id", 1), ("version", 1)], unique=True, name="agent_ver")],
@@ -85,19 +90,21 @@ class StoredRun:
     outbox: list[OutboxItem] = field(default_factory=list)
 
 
-def _doc(state: RunState, outbox: list[OutboxItem]) -> Doc:
-    return {
+def _doc(state: RunState, outbox: list[OutboxItem] | None) -> Doc:
+    doc: Doc = {
         "status": state.status.value,
         "deadline": state.deadline,
+        "claim_until": state.model_claim.until if state.model_claim else None,
         "session_id": state.session_id,
         "agent_id": state.agent_id,
         "parent_run_id": state.parent_run_id,
         "created_at": state.created_at,
         "updated_at": state.updated_at,
-        "outbox": [item.to_doc() for item in outbox],
-        "outbox_pending": bool(outbox),
         "state": state.model_dump_json(),
     }
+    if outbox is not None:
+        doc |= {"outbox": [item.to_doc() for item in outbox], "outbox_pending": bool(outbox)}
+    return doc
 
 
 def _stored(doc: Doc) -> StoredRun:
@@ -127,11 +134,13 @@ class RunStore:
         return True
 
     async def save(
-        self, expected_version: int, state: RunState, outbox: list[OutboxItem]
+        self, expected_version: int, state: RunState, outbox: list[OutboxItem] | None
     ) -> RunState:
         """Write ``state`` and its outbox if the run is still at ``expected_version``.
 
-        Raises :class:`shared.errors.ConflictError` (transient) when another writer won.
+        ``outbox=None`` leaves the stored outbox as it is (a write that sends nothing,
+        like a model-call claim). Raises :class:`shared.errors.ConflictError`
+        (transient) when another writer won.
         """
         state.version = expected_version + 1
         doc = await update_versioned(
@@ -149,6 +158,13 @@ class RunStore:
         cursor = self._runs.find(
             {"status": {"$in": [s.value for s in statuses]}, "deadline": {"$lt": now}},
             {"_id": 1},
+        ).limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def stalled(self, now: datetime, limit: int = 100) -> list[str]:
+        """Running runs whose model-call claim expired: the claimant gave up or died."""
+        cursor = self._runs.find(
+            {"status": RunStatus.RUNNING.value, "claim_until": {"$lt": now}}, {"_id": 1}
         ).limit(limit)
         return [str(doc["_id"]) async for doc in cursor]
 
@@ -177,7 +193,12 @@ class AgentVersionStore:
             "version": definition.version,
             "definition": definition.model_dump_json(),
         }
-        await self._coll.update_one({"_id": key}, {"$set": body}, upsert=True)
+        try:
+            await self._coll.update_one({"_id": key}, {"$set": body}, upsert=True)
+        except DuplicateKeyError:
+            # Replicas starting together upsert the same key; the loser's insert fails
+            # (FerretDB does not retry it as MongoDB does). The document exists: update it.
+            await self._coll.update_one({"_id": key}, {"$set": body})
 
     async def all(self) -> list[AgentDefinition]:
         found: list[AgentDefinition] = []

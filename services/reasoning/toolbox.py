@@ -5,8 +5,10 @@ runs (:func:`services.tools.registry.discover`), imported once at start; a tool
 that is allowed but not found gets a permissive schema, since the tools service
 validates arguments anyway. Three pseudo-tools are reasoning's own:
 ``knowledge_search`` (agents with ``knowledge``; becomes a KnowledgeQuery),
-``delegate`` (coordinate teams; becomes a child run whose answer is the result)
-and ``route_to`` (route teams; becomes a child run whose answer is the run's answer).
+``delegate`` (coordinate teams; becomes a child run whose answer is the result),
+``route_to`` (route teams; becomes a child run whose answer is the run's answer)
+and ``broadcast`` (broadcast teams; one call becomes one delegation per member,
+all in parallel, and the leader composes their answers from the results).
 
 The allowlist is checked here (least agency) and again by the tools service.
 """
@@ -31,6 +33,7 @@ log = logging.getLogger("mindstream.reasoning.tools")
 
 DELEGATE_TOOL = "delegate"
 ROUTE_TOOL = "route_to"
+BROADCAST_TOOL = "broadcast"
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 
@@ -112,6 +115,21 @@ class ToolCatalog:
                         },
                     )
                 )
+            elif team.mode is TeamMode.BROADCAST:
+                tools.append(
+                    _function(
+                        BROADCAST_TOOL,
+                        "Send one task to every team member at once; each member's answer "
+                        "comes back as a result, so you can compose them into one answer.",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "task": {"type": "string", "description": "The task for all."},
+                            },
+                            "required": ["task"],
+                        },
+                    )
+                )
             else:
                 tools.append(
                     _function(
@@ -166,6 +184,7 @@ def plan_calls(  # noqa: PLR0912 - one branch per kind of call reads best flat
     plan = Plan([], {})
     delegations = 0
     team = agent.team
+    calls = _expand_broadcasts(agent, calls)
     for index, call in enumerate(calls):
         call_id = deterministic_id(run.run_id, "call", str(run.model_calls), str(index), call.id)
         kind: Literal["tool", "knowledge", "delegate", "handoff"] = "tool"
@@ -222,3 +241,28 @@ def plan_calls(  # noqa: PLR0912 - one branch per kind of call reads best flat
             )
         )
     return plan
+
+
+def _expand_broadcasts(agent: AgentDefinition, calls: list[ModelToolCall]
+                       ) -> list[ModelToolCall]:
+    """A broadcast team's ``broadcast(task)`` becomes ``delegate(member, task)`` per member.
+
+    The delegations then go through the same checks and child-run machinery as a
+    coordinate team's, and the model sees one delegate call and result per member.
+    Depth and fan-out limits still apply (a refused delegation comes back as an error).
+    """
+    team = agent.team
+    if team is None or team.mode is not TeamMode.BROADCAST:
+        return calls
+    expanded: list[ModelToolCall] = []
+    for call in calls:
+        if call.name != BROADCAST_TOOL:
+            expanded.append(call)
+            continue
+        task = call.arguments.get("task")
+        for member in team.members:
+            name = split_agent_ref(member)[0]
+            expanded.append(call.model_copy(update={
+                "id": f"{call.id}-{name}"[:128], "name": DELEGATE_TOOL,
+                "arguments": {"member": name, "task": task}}))
+    return expanded

@@ -250,16 +250,3 @@ async def reasoning_stack(
             rs.reasoning = assemble(settings_for(model, **overrides), kafka, mongo, http_port=0)
             await stack.enter_async_context(rs.reasoning.runtime)
         yield rs
-
-
-async def tolerant_ensure_indexes(db: Any, indexes: Any) -> None:
-    """FerretDB 1.x has no TTL indexes (code 238): skip only those, create every other one."""
-    from pymongo.errors import OperationFailure
-
-    for collection, specs in indexes.items():
-        for spec in specs:
-            try:
-                await db[collection].create_index(list(spec.keys), **spec.options())
-            except OperationFailure as exc:
-                if exc.code != 238 or spec.expire_after_seconds is None:
-                    raise

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo.errors import OperationFailure
 
 from schemas.runs import RunStatus
 from shared.settings import KafkaSettings, MongoSettings
@@ -22,27 +21,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 MINDSTREAM = ROOT / ".venv" / "bin" / "mindstream"
-
-# FerretDB 1.x refuses TTL indexes (code 238), which the shared runtime's ledger declares;
-# on such a backend the same CLI entry point runs with that one index tolerated.
-_TOLERANT_BOOT = """
-import sys
-from pymongo.errors import OperationFailure
-import shared.service
-
-async def ensure(db, indexes):
-    for collection, specs in indexes.items():
-        for spec in specs:
-            try:
-                await db[collection].create_index(list(spec.keys), **spec.options())
-            except OperationFailure as exc:
-                if exc.code != 238 or spec.expire_after_seconds is None:
-                    raise
-
-shared.service.ensure_indexes = ensure
-from mindstream.cli.main import main
-sys.exit(main(["serve", "reasoning"]))
-"""
 
 ASSISTANT = agent("""
 id: assistant
@@ -62,27 +40,15 @@ rules:
 """
 
 
-async def _ttl_supported(mongo_db: Any) -> bool:
-    try:
-        await mongo_db.ttl_probe.create_index([("at", 1)], expireAfterSeconds=60)
-    except OperationFailure as exc:
-        if exc.code == 238:
-            return False
-        raise
-    return True
-
-
-def _spawn(env: dict[str, str], log: Path, tolerant: bool) -> subprocess.Popen[bytes]:
-    cmd = ([str(ROOT / ".venv" / "bin" / "python"), "-c", _TOLERANT_BOOT] if tolerant
-           else [str(MINDSTREAM), "serve", "reasoning"])
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([str(MINDSTREAM), "serve", "reasoning"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 async def test_kill_9_while_awaiting_tools_then_a_new_process_completes_the_run(
     topics: KafkaSettings, mongo_settings: MongoSettings, mongo_db: Any, tmp_path: Path
 ) -> None:
-    tolerant = not await _ttl_supported(mongo_db)
     async with reasoning_stack(topics, mongo_settings, SCRIPT, [ASSISTANT],
                                with_reasoning=False) as rs:
         env = {
@@ -99,7 +65,7 @@ async def test_kill_9_while_awaiting_tools_then_a_new_process_completes_the_run(
             "PYTHONUNBUFFERED": "1",
         }
         log = tmp_path / "reasoning.log"
-        first = _spawn(env, log, tolerant)
+        first = _spawn(env, log)
         second: subprocess.Popen[bytes] | None = None
         try:
             run_id = await rs.ask("assistant", "compute 3*14", session="s-crash")
@@ -108,7 +74,7 @@ async def test_kill_9_while_awaiting_tools_then_a_new_process_completes_the_run(
             assert await asyncio.to_thread(first.wait, 10) == -signal.SIGKILL
             doc = await mongo_db.runs.find_one({"_id": run_id})
             assert doc["status"] == "awaiting_tools"
-            second = _spawn(env, log, tolerant)
+            second = _spawn(env, log)
             for call in calls:
                 await rs.answer(call, {"result": 42})
             done = await rs.finished(run_id, timeout=90)

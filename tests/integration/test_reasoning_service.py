@@ -9,7 +9,7 @@ import pytest
 
 from schemas.runs import RunCommandKind, RunEventKind, RunStatus
 from shared.settings import KafkaSettings, MongoSettings
-from tests.integration.reasoning_harness import agent, reasoning_stack, tolerant_ensure_indexes
+from tests.integration.reasoning_harness import agent, reasoning_stack
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +58,6 @@ async def test_two_parallel_tool_calls_complete_with_the_right_answer(
         assert {a.action for a in audits} == {"run.started", "tool.requested", "run.completed"}
     doc = await mongo_db.runs.find_one({"_id": run_id})  # the service has stopped: all settled
     assert doc["status"] == "completed" and doc["outbox"] == []
-
-
-@pytest.fixture(autouse=True)
-def _tolerant_indexes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.service
-
-    monkeypatch.setattr(shared.service, "ensure_indexes", tolerant_ensure_indexes)
 
 
 CAREFUL = agent("""

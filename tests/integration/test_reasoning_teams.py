@@ -9,12 +9,7 @@ import pytest
 from schemas.runs import RunRequested, RunStatus
 from schemas.topics import RUNS_REQUESTED
 from shared.settings import KafkaSettings, MongoSettings
-from tests.integration.reasoning_harness import (
-    ReasoningStack,
-    agent,
-    reasoning_stack,
-    tolerant_ensure_indexes,
-)
+from tests.integration.reasoning_harness import ReasoningStack, agent, reasoning_stack
 
 pytestmark = pytest.mark.integration
 
@@ -70,13 +65,6 @@ rules:
     match: {system: "You are the writer agent"}
     text: "Written: {{last_user}}"
 """
-
-
-@pytest.fixture(autouse=True)
-def _tolerant_indexes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.service
-
-    monkeypatch.setattr(shared.service, "ensure_indexes", tolerant_ensure_indexes)
 
 
 async def _request(rs: ReasoningStack, agent_id: str, text: str) -> str:

@@ -13,6 +13,8 @@ from services.control_plane.api.problems import PROBLEM_RESPONSES, install_probl
 from services.control_plane.api.routes import (
     agents,
     audit,
+    canary,
+    evals,
     knowledge,
     memories,
     metrics,
@@ -63,7 +65,8 @@ def create_api(ctx: ApiContext | None = None) -> FastAPI:
     app.state.ctx = ctx
     install_problem_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (agents, runs, sessions, memories, knowledge, audit, metrics, tokens, system):
+    for module in (agents, runs, sessions, memories, knowledge, audit, metrics, tokens, system,
+                   evals, canary):
         api.include_router(module.router)
     app.include_router(api)
 

@@ -19,7 +19,7 @@ from schemas.knowledge import DocumentText
 from schemas.runs import RunPriority
 from services.control_plane.tokens import Scope
 
-_OWNED = {"version", "paused", "updated_at"}
+_OWNED = {"version", "paused", "updated_at", "rollout"}  # rollout: `mindstream canary`
 
 AgentSpec: type[ContractModel] = create_model(  # type: ignore[call-overload]
     "AgentSpec",

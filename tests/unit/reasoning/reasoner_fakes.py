@@ -18,6 +18,7 @@ from services.reasoning.state import RunState, RunStatus
 from services.reasoning.store import OutboxItem, StoredRun
 from shared.errors import ConflictError
 from shared.kafka.consumer import Delivery
+from shared.kafka.publisher import Outgoing
 
 
 class MemoryRunStore:
@@ -43,12 +44,13 @@ class MemoryRunStore:
         return True
 
     async def save(self, expected_version: int, state: RunState,
-                   outbox: list[OutboxItem]) -> RunState:
+                   outbox: list[OutboxItem] | None) -> RunState:
         current = self.docs.get(state.run_id)
         if current is None or current[1] != expected_version:
             raise ConflictError(f"runs/{state.run_id}: version {expected_version} is stale")
         state.version = expected_version + 1
-        self.docs[state.run_id] = (state.model_dump_json(), state.version, list(outbox),
+        kept = current[2] if outbox is None else list(outbox)
+        self.docs[state.run_id] = (state.model_dump_json(), state.version, kept,
                                    state.updated_at)
         self.writes += 1
         return state
@@ -65,6 +67,16 @@ class MemoryRunStore:
             assert stored is not None
             s = stored.state
             if s.status in statuses and s.deadline is not None and s.deadline < now:
+                out.append(run_id)
+        return out[:limit]
+
+    async def stalled(self, now: datetime, limit: int = 100) -> list[str]:
+        out = []
+        for run_id in self.docs:
+            stored = await self.get(run_id)
+            assert stored is not None
+            s, claim = stored.state, stored.state.model_claim
+            if s.status is RunStatus.RUNNING and claim is not None and claim.until < now:
                 out.append(run_id)
         return out[:limit]
 
@@ -96,6 +108,23 @@ class RecordingPublisher:
             raise ConnectionError("broker unreachable (test)")
         self.sent.append(Sent(spec.name, message, message_id, physical_topic))
         return Envelope.new(message, source="test", message_id=message_id, caused_by=caused_by)
+
+    async def publish_many(self, batch: list[Outgoing]) -> list[BaseException | None]:
+        """Like the real one, failures are returned, not raised; once a send fails (the
+        broker is unreachable) the rest of the batch fails with it."""
+        results: list[BaseException | None] = []
+        for o in batch:
+            failed = next((r for r in results if r is not None), None)
+            if failed is not None:
+                results.append(failed)
+                continue
+            try:
+                await self.publish(o.spec, o.message, caused_by=o.caused_by, message_id=o.message_id,
+                                   correlation_id=o.correlation_id, physical_topic=o.physical_topic)
+                results.append(None)
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     def of(self, cls: type[Any], run_id: str | None = None) -> list[Any]:
         return [s.message for s in self.sent if isinstance(s.message, cls)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +28,7 @@ from schemas.runs import (
 )
 from schemas.tools import ToolCall, ToolResult
 from services.reasoning.handlers import Reasoner
-from services.reasoning.model import ModelClient, ModelClientConfig
+from services.reasoning.model import ModelClient, ModelClientConfig, ModelRequest, ModelResponse
 from services.reasoning.toolbox import ToolCatalog
 from shared.agent_registry import AgentRegistry
 from shared.errors import PermanentError
@@ -295,6 +297,66 @@ async def test_the_sweeper_fails_runs_past_their_deadline(rig: Rig) -> None:
     assert done.status is RunStatus.FAILED
     assert done.error is not None and done.error.startswith("deadline exceeded while awaiting tools")
     assert await rig.reasoner.sweep() == 0
+
+
+class GatedModel:
+    """Holds the first model call until released and counts all: an overlap on purpose."""
+
+    def __init__(self, real: ModelClient) -> None:
+        self.real, self.calls = real, 0
+        self.inside, self.release = asyncio.Event(), asyncio.Event()
+
+    async def complete(self, request: ModelRequest, on_delta: Any = None) -> ModelResponse:
+        self.calls += 1
+        if self.calls == 1:
+            self.inside.set()
+            await self.release.wait()
+        return await self.real.complete(request, on_delta=on_delta)
+
+
+async def test_inputs_redelivered_during_a_model_call_do_not_call_the_model_again(
+    rig: Rig,
+) -> None:
+    ready = await rig.start("calc", "compute 6*7")
+    (call,) = rig.publisher.of(ToolCall)
+    gated = GatedModel(rig.model)
+    rig.reasoner.model = gated  # type: ignore[assignment]
+    first = asyncio.create_task(rig.answer(call, {"result": 42}))
+    await gated.inside.wait()  # the second step's model call is in flight
+    # A rebalance overlap: the run's input and the tool result come again meanwhile.
+    again = [asyncio.create_task(rig.reasoner.on_ready(delivery(ready))),
+             asyncio.create_task(rig.answer(call, {"result": 42}))]
+    await asyncio.gather(*again)
+    gated.release.set()
+    await first
+    assert gated.calls == 1 and len(rig.server.requests) == 2  # one call per step
+    assert rig.completed().status is RunStatus.COMPLETED
+
+
+async def test_a_claim_left_by_a_dead_process_holds_until_it_expires_then_the_sweeper_drives(
+    rig: Rig,
+) -> None:
+    await rig.start("calc", "compute 6*7")
+    (call,) = rig.publisher.of(ToolCall)
+    gated = GatedModel(rig.model)
+    rig.reasoner.model = gated  # type: ignore[assignment]
+    dying = asyncio.create_task(rig.answer(call, {"result": 42}))
+    await gated.inside.wait()
+    dying.cancel()  # the process dies mid-call; its claim stays stored
+    with contextlib.suppress(asyncio.CancelledError):
+        await dying
+    other = Reasoner(store=rig.store, publisher=rig.publisher,  # type: ignore[arg-type]
+                     agents=rig.reasoner.agents, model=rig.model, catalog=rig.reasoner.catalog,
+                     clock=rig.clock)
+    await other.on_tool_result(delivery(ToolResult(  # redelivered to a new process
+        call_id=call.call_id, run_id=call.run_id, session_id=call.session_id,
+        tool=call.tool, ok=True, content={"result": 42}, duration_ms=3)))
+    assert await other.sweep() == 0
+    assert len(rig.server.requests) == 1 and not rig.publisher.of(RunCompleted)
+    rig.clock.now += timedelta(seconds=other.config.model_claim_s + 1)
+    assert await other.sweep() == 0  # not failed: driven on
+    assert rig.completed().status is RunStatus.COMPLETED
+    assert len(rig.server.requests) == 2
 
 
 async def test_route_hands_over_and_the_childs_answer_is_the_answer(rig: Rig) -> None:

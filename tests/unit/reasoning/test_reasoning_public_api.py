@@ -50,6 +50,7 @@ SURFACE = {
         "Complete",
         "Decision",
         "Fail",
+        "ModelClaim",
         "ModelReplied",
         "PendingCall",
         "Reject",

@@ -37,7 +37,8 @@ PUBLIC = {
     ],
     "schemas.agents": [
         "AgentDefinition", "GuardrailSettings", "InjectionPolicy", "Limits", "MemorySettings",
-        "ModelSettings", "PiiPolicy", "TeamMode", "TeamSettings", "split_agent_ref",
+        "ModelSettings", "PiiPolicy", "Rollout", "RolloutState", "TeamMode", "TeamSettings",
+        "split_agent_ref",
     ],
     "schemas.audit": ["AuditEvent", "AuditOutcome", "AuditTarget"],
     "schemas.envelope": [
