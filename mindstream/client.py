@@ -139,7 +139,7 @@ class MindstreamClient:
             # Wait until the new topic is in the cluster's metadata before assigning it
             # (an early assignment spams "not found in cluster metadata" warnings).
             async with asyncio.timeout(10):
-                while self.reply_topic not in set(await admin.list_topics()):
+                while self.reply_topic not in set(await admin.list_topics()):  # noqa: ASYNC110 - polling the broker; no event to await
                     await asyncio.sleep(0.05)
         finally:
             await admin.close()
