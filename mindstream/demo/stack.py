@@ -28,6 +28,7 @@ REPO_ROOT = DEMO_DIR.parents[1]
 KNOWLEDGE_DIR = DEMO_DIR / "knowledge"
 SCRIPT = DEMO_DIR / "script.yaml"
 AGENTS_DIR = REPO_ROOT / "agents"
+WORKFLOWS_DIR = REPO_ROOT / "workflows"
 
 
 @dataclass
@@ -142,9 +143,10 @@ def start(settings: DevSettings | None = None) -> DemoStack:
     os.environ.update(env)  # the CLI steps below talk to the same infrastructure
 
     try:
-        say("③ topics, agents and knowledge")
+        say("③ topics, agents, workflows and knowledge")
         _cli(["topics", "apply"])
         _cli(["agents", "apply", "-f", str(AGENTS_DIR)])
+        _cli(["workflows", "apply", "-f", str(WORKFLOWS_DIR)])
         _cli(["knowledge", "add", *sorted(str(p) for p in KNOWLEDGE_DIR.glob("*.md"))])
         say("④ services, each its own process")
         for name in services.SERVICES:

@@ -124,8 +124,29 @@ class Story:
                     "waited for approval, then fetched and answered" if waited else
                     "did not pause for approval")
 
+    async def workflow(self) -> None:
+        self.heading("4. A durable workflow: research, then write, then review until approved")
+        question = "Which wine goes with mushroom risotto?"
+        print(self._c(DIM, f"  {self.user} › workflow research-write-review: {question}"), flush=True)
+        final = None
+        steps: list[str] = []
+        async for event in self.client.follow_workflow("research-write-review", question,
+                                                       user=self.user, timeout=180):
+            if event.kind.value == "step.completed" and event.step_type is not None \
+                    and event.step_type.value == "agent":
+                steps.append(event.step or "?")
+                text = (event.output or "").replace("\n", " ")[:90]
+                print(f"  ✓ step {event.step}: {text}", flush=True)
+            if event.terminal:
+                final = event
+        ok = final is not None and final.kind.value == "workflow.completed" and \
+            any(s.startswith("drafting.2") for s in steps)
+        self.record("workflow", ok, f"{final.kind.value if final else 'no result'} after "
+                    f"{len(steps)} agent steps (the review asked for one revision)"
+                    if ok else f"workflow ended: {final.reason if final else 'no result'}")
+
     async def audit(self) -> None:
-        self.heading("4. The audit trail")
+        self.heading("5. The audit trail")
         async with self._api() as api:
             deadline = time.monotonic() + 20
             count = 0
@@ -151,7 +172,7 @@ class Story:
                                  headers={"Authorization": f"Bearer {self.token}"})
 
     async def tell(self) -> bool:
-        for step in (self.team_run, self.learning, self.approval, self.audit):
+        for step in (self.team_run, self.learning, self.approval, self.workflow, self.audit):
             try:
                 await step()
             except Exception as exc:  # a broken step is reported, and the story goes on

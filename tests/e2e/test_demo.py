@@ -54,6 +54,7 @@ def run_demo(infra: Infra, prefix: str) -> None:
     assert "using the scripted model" in out
     for shown in ("For 6 guests buy 720 g", "memory learned: 'vegetarian'",
                   "Since you are vegetarian", "needs approval", "chain intact",
+                  "step drafting.2/review: APPROVED", "workflow.completed",
                   "the story ran end to end", "dashboard"):
         assert shown in out, shown
     assert out.count("operator approves http_fetch") == 1
