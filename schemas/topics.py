@@ -17,6 +17,9 @@ single global order of definition changes at no cost. ``mindstream.audit.v1``
 has 3: keyed by subject (the target's id) so the history of one thing stays
 ordered, with modest volume.
 
+``mindstream.control.v1`` is compacted with 1 partition and one key
+(``global``): the operating state (degraded mode) every replica follows.
+
 ``mindstream.workflows.v1`` is compacted with 1 partition, like agents. The
 workflow-run topics (requested, commands, events) are keyed by
 ``workflow_run_id``: one run's requests, commands and events stay in order on
@@ -41,6 +44,7 @@ from pydantic import BaseModel
 from schemas.agents import AgentDefinition
 from schemas.audit import AuditEvent
 from schemas.base import Message
+from schemas.control import ControlState
 from schemas.knowledge import KnowledgeDocument, KnowledgeQuery
 from schemas.runs import RunCommand, RunCompleted, RunEvent, RunReady, RunRequested
 from schemas.tools import ToolCall, ToolResult
@@ -54,6 +58,7 @@ from schemas.workflows import (
 __all__ = [
     "AGENTS",
     "AUDIT",
+    "CONTROL",
     "DLQ_RETENTION_MS",
     "KNOWLEDGE_DOCUMENTS",
     "KNOWLEDGE_QUERIES",
@@ -231,6 +236,15 @@ AUDIT = TopicSpec(
     cleanup_policy="delete",
     description="Audited actions, keyed by subject (the target's id).",
 )
+CONTROL = TopicSpec(
+    name="mindstream.control.v1",
+    message=ControlState,
+    key="id",
+    partitions=1,
+    retention_ms=-1,
+    cleanup_policy="compact",
+    description="System-wide operating state (degraded mode), compacted to the newest.",
+)
 
 WORKFLOWS = TopicSpec(
     name="mindstream.workflows.v1",
@@ -288,6 +302,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     AGENTS,
     AUDIT,
     KNOWLEDGE_DOCUMENTS,
+    CONTROL,
     WORKFLOWS,
     WORKFLOWS_REQUESTED,
     WORKFLOWS_COMMANDS,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from schemas.topics import (
     AGENTS,
+    CONTROL,
     KNOWLEDGE_DOCUMENTS,
     KNOWLEDGE_QUERIES,
     RUNS_COMPLETED,
@@ -27,6 +28,7 @@ from services.memory.store import INDEXES, MemoryStore
 from services.memory.summarizer import ExtractiveSummarizer, ModelSummarizer, Summarizer
 from shared.agent_registry import AgentRegistry
 from shared.audit import AuditEmitter
+from shared.control_state import ControlView
 from shared.resilience import CircuitBreaker
 from shared.service import ServiceRuntime
 from shared.settings import KafkaSettings, MongoSettings
@@ -101,10 +103,11 @@ def wire(
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
     )
     registry = AgentRegistry()
+    control = ControlView()  # the operating mode: degraded sheds knowledge and learning
     handlers = MemoryHandlers(
         store=store, knowledge=knowledge, registry=registry, publisher=runtime.publisher,
         audit=AuditEmitter(runtime.publisher, SERVICE), metrics=runtime.metrics,
-        settings=settings, extractor=extractor, summarizer=summarizer,
+        settings=settings, extractor=extractor, summarizer=summarizer, control=control,
     )
 
     async def load_agents() -> None:
@@ -113,6 +116,7 @@ def wire(
     runtime.on_start(load_agents)
     runtime.on_start(knowledge.refresh)  # a warm index before the first query
     runtime.consume(AGENTS, registry.handle, group=None)
+    runtime.consume(CONTROL, control.handle, group=None)
     concurrency = settings.consumer_concurrency
     # Requests and queries only read and then publish under a deterministic id (a replay
     # re-publishes the same id, dropped downstream): the processed-message ledger would

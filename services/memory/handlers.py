@@ -39,6 +39,7 @@ from services.memory.summarizer import Summarizer
 from services.memory.window import plan_summary, select_window
 from shared.agent_registry import AgentRegistry
 from shared.audit import AuditEmitter
+from shared.control_state import ControlView
 from shared.kafka.consumer import Delivery
 from shared.kafka.publisher import Publisher
 from shared.observability.metrics import ServiceMetrics
@@ -106,6 +107,7 @@ class MemoryHandlers:
     extractor: Extractor
     summarizer: Summarizer
     clock: Callable[[], datetime] = _utcnow
+    control: ControlView | None = None  # operating mode: degraded sheds knowledge and learning
     assembler: ContextAssembler = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,7 +131,9 @@ class MemoryHandlers:
         started = time.perf_counter()
         now = self.clock()
         assembled = await self.assembler.assemble(
-            request, memory, knowledge_on=bool(agent and agent.knowledge), now=now
+            request, memory, now=now,
+            knowledge_on=bool(agent and agent.knowledge)
+            and not (self.control is not None and self.control.knowledge_off),
         )
         self._assembly_seconds.observe(time.perf_counter() - started)
         if assembled.context.knowledge:
@@ -212,7 +216,8 @@ class MemoryHandlers:
         await self._maybe_summarize(
             done.session_id, memory, bool(agent and agent.knowledge), now, turn.session
         )
-        if memory.learn and not turn.learned and await self._learn(
+        shed = self.control is not None and self.control.learning_off  # degraded mode
+        if memory.learn and not turn.learned and not shed and await self._learn(
             done, messages, delivery.envelope
         ):
             await self.store.mark_learned(done.session_id, turn.start)

@@ -20,6 +20,7 @@ from schemas.topics import (
 from services.reasoning.agents import AgentBook
 from services.reasoning.handlers import Reasoner, ReasonerConfig
 from services.reasoning.model import ModelClient
+from services.reasoning.protection import protect
 from services.reasoning.settings import ReasoningSettings, model_config_for
 from services.reasoning.store import INDEXES, AgentVersionStore, RunStore
 from services.reasoning.toolbox import ToolCatalog
@@ -66,7 +67,7 @@ def assemble(
         config=ReasonerConfig(
             delta_flush_ms=settings.delta_flush_ms, delta_flush_chars=settings.delta_flush_chars,
             outbox_redrive_after_s=settings.outbox_redrive_after_s,
-            model_claim_s=settings.model_total_timeout_s + 60.0,
+            model_claim_s=settings.model_claim_lease_s,
         ),
         clock=clock,
     )
@@ -83,6 +84,7 @@ def assemble(
 
     runtime.on_start(load_agents)
     runtime.consume(AGENTS, book.handle, group=None)
+    protect(reasoner, runtime, settings)  # overload protection and the operating mode
     inputs: list[tuple[TopicSpec, Handler[Any]]] = [
         (RUNS_READY, reasoner.on_ready),
         (TOOLS_RESULTS, reasoner.on_tool_result),

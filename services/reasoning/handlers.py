@@ -25,11 +25,14 @@ the ``version`` check turns into a retried conflict rather than a lost update.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,6 +67,7 @@ from schemas.topics import (
     topic,
 )
 from services.reasoning.canary import route
+from services.reasoning.degradation import shape
 from services.reasoning.deltas import DeltaBatcher
 from services.reasoning.errors import IllegalTransition, ModelError
 from services.reasoning.guardrails import (
@@ -74,6 +78,7 @@ from services.reasoning.guardrails import (
 )
 from services.reasoning.model import ModelClient, ModelRequest, ModelResponse
 from services.reasoning.outbox import SERVICE_ACTOR, Step, clip
+from services.reasoning.overload import Admission, Overloaded
 from services.reasoning.state import (
     TERMINAL,
     Approve,
@@ -96,6 +101,7 @@ from services.reasoning.state import (
 from services.reasoning.store import OutboxItem, RunStore
 from services.reasoning.toolbox import ToolCatalog, plan_calls
 from shared.agent_registry import AgentRegistry
+from shared.control_state import ControlView
 from shared.errors import ConflictError, PermanentError
 from shared.kafka.consumer import Delivery
 from shared.kafka.publisher import Outgoing, Publisher
@@ -120,9 +126,9 @@ class ReasonerConfig:
     delta_flush_chars: int = 32
     outbox_redrive_after_s: float = 10.0
     running_grace_s: float = 30.0  # a running run past its deadline: its model call gave up
-    # How long a model-call claim holds: longer than the model client's whole budget
-    # (all attempts and back-offs) plus persisting the step, so a live claimant is done.
-    model_claim_s: float = 240.0
+    # A model-call claim's lease. Its holder renews it every third of it while the call
+    # runs, so only a dead (or stalled) holder lets it lapse; the sweeper then re-drives.
+    model_claim_s: float = 30.0
 
 
 def guardrail_policy(agent: AgentDefinition) -> GuardrailPolicy:
@@ -208,6 +214,10 @@ def _result_content(msg: ToolResultMessage) -> Any:
 
 
 class Reasoner:
+    # Optional protections, set by the wiring (app.py); None leaves model calls as they are.
+    admission: Admission | None = None  # adaptive limit, priorities, early refusal
+    control: ControlView | None = None  # the operating mode (degraded: shed extras)
+
     def __init__(
         self,
         *,
@@ -362,7 +372,7 @@ class Reasoner:
             run_id=req.run_id, session_id=req.session_id, agent_id=agent_id,
             agent_version=agent.version if agent else (pinned or 0), user_id=req.user_id,
             parent_run_id=req.parent_run_id, depth=req.depth, reply_topic=req.reply_topic,
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, priority=req.priority.value,
         )
         step = self._step(run)
         if agent is None or agent.paused:
@@ -447,9 +457,15 @@ class Reasoner:
             claimed = await self._claim_model_call(run)
             if claimed is None:
                 return  # another handler is calling the model for this step
+            keeper = asyncio.create_task(self._keep_claim(claimed))
             try:
                 run = await self._model_step(claimed, caused_by)
+            except BaseException:
+                keeper.cancel()
+                await self._release_claim(claimed)
+                raise
             finally:
+                keeper.cancel()
                 self._calling.discard(claimed.run_id)
 
     async def _claim_model_call(self, run: RunState) -> RunState | None:
@@ -477,6 +493,27 @@ class Reasoner:
             self._calling.discard(run.run_id)
             raise
 
+    async def _keep_claim(self, claimed: RunState) -> None:
+        """Renew the lease while the call runs; stops once the run has moved on."""
+        every = self.config.model_claim_s / 3
+        while True:
+            await asyncio.sleep(every)
+            until = self.clock() + timedelta(seconds=self.config.model_claim_s)
+            try:
+                if not await self.store.extend_claim(claimed.run_id, claimed.version, until):
+                    return
+            except Exception:  # the next renewal tries again; the lease covers two misses
+                log.warning("run %s: could not renew the model-call claim", claimed.run_id,
+                            exc_info=True)
+
+    async def _release_claim(self, claimed: RunState) -> None:
+        """Best effort after a failed or cancelled step (a shutdown), so the redelivered
+        input may call the model at once instead of waiting for the lease to lapse."""
+        released = claimed.model_copy(deep=True)
+        released.model_claim = None
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(self.store.save(claimed.version, released, None))
+
     async def _finish_handoff(self, run: RunState, caused_by: Envelope | None) -> RunState:
         assert run.handoff_call_id is not None
         call = run.pending_tool_calls[run.handoff_call_id]
@@ -503,6 +540,8 @@ class Reasoner:
             max_tokens=agent.model.max_tokens, base_url=agent.model.base_url,
             deadline=run.deadline, response_schema=agent.output_schema,
         )
+        if self.control is not None:
+            request = shape(request, self.control)  # degraded mode: no knowledge, fewer tokens
 
         async def emit(seq: int, text: str) -> None:
             event = RunEvent(run_id=run.run_id, session_id=run.session_id, agent_id=_ref(run),
@@ -514,13 +553,22 @@ class Reasoner:
         deltas = DeltaBatcher(emit, start_seq=run.seq, max_ms=self.config.delta_flush_ms,
                               max_chars=self.config.delta_flush_chars)
         try:
-            response = await self.model.complete(request, on_delta=deltas.add)
+            async with self._model_slot(run):
+                response = await self.model.complete(request, on_delta=deltas.add)
+        except Overloaded as exc:  # refused before the call: the run fails fast, not late
+            log.info("run %s refused: %s", run.run_id, exc.reason)
+            return await self._fail(run, exc.reason, caused_by, seq=deltas.next_seq)
         except ModelError as exc:
             await deltas.flush()
             log.warning("run %s: model call failed: %s", run.run_id, exc.reason)
             return await self._fail(run, exc.reason, caused_by, seq=deltas.next_seq)
         await deltas.flush()
         return await self._after_model(run, agent, response, deltas, caused_by)
+
+    def _model_slot(self, run: RunState) -> AbstractAsyncContextManager[None]:
+        if self.admission is None:
+            return contextlib.nullcontext()
+        return self.admission.slot(run.priority, continuing=run.model_calls > 0)
 
     async def _after_model(self, run: RunState, agent: AgentDefinition, response: ModelResponse,
                            deltas: DeltaBatcher, caused_by: Envelope | None) -> RunState:
@@ -757,6 +805,14 @@ class Reasoner:
 
     # -- the sweeper --------------------------------------------------------------------------
 
+    async def _redrive(self, run_id: str) -> None:
+        """Drive a running run whose model-call claim lapsed (its holder died mid-call)."""
+        stored = await self.store.get(run_id)
+        if stored is None or stored.state.status is not RunStatus.RUNNING:
+            return
+        log.warning("run %s: model-call claim lapsed; driving it again", run_id)
+        await self._drive(await self._flush(stored.state, stored.outbox, None), None)
+
     async def sweep(self) -> int:
         """Fail runs past their deadline; re-drive runs whose model-call claimant is gone;
         re-publish outboxes a crash left behind. Returns how many runs were failed."""
@@ -781,15 +837,12 @@ class Reasoner:
                 swept += 1
             except ConflictError:
                 continue  # someone else moved it; the next sweep looks again
-        for run_id in await self.store.stalled(now):
-            stored = await self.store.get(run_id)
-            if stored is None or stored.state.status is not RunStatus.RUNNING:
-                continue
-            log.warning("run %s: model-call claim expired; driving it again", run_id)
-            try:
-                await self._drive(await self._flush(stored.state, stored.outbox, None), None)
-            except ConflictError:
-                continue
+        stalled = await self.store.stalled(now)
+        for run_id, outcome in zip(stalled, await asyncio.gather(
+                *(self._redrive(run_id) for run_id in stalled), return_exceptions=True),
+                strict=True):
+            if isinstance(outcome, Exception) and not isinstance(outcome, ConflictError):
+                log.warning("run %s: re-driving it failed: %s", run_id, outcome)
         before = now - timedelta(seconds=self.config.outbox_redrive_after_s)
         for run_id in await self.store.unpublished(before):
             stored = await self.store.get(run_id)

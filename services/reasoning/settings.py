@@ -13,9 +13,10 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.reasoning.model import ModelClientConfig
+from services.reasoning.overload import OverloadConfig
 from shared.resilience import RetryPolicy
 
-__all__ = ["ReasoningSettings", "model_config_for"]
+__all__ = ["ReasoningSettings", "model_config_for", "overload_config_for"]
 
 _P = "MINDSTREAM_REASONING_"
 
@@ -55,6 +56,25 @@ class ReasoningSettings(BaseSettings):
     outbox_redrive_after_s: float = Field(
         default=10.0, gt=0, description="re-publish an outbox left unpublished this long"
     )
+    model_claim_lease_s: float = Field(
+        default=30.0, gt=0,
+        description="lease of a model-call claim (renewed while the call runs); a run whose "
+        "claimant died is driven again this long after its last renewal",
+    )
+    # Overload protection (services/reasoning/overload.py); off unless enabled.
+    overload_enabled: bool = Field(default=False, description="adaptive limit + early refusal")
+    overload_min_concurrency: int = Field(default=1, ge=1)
+    overload_max_concurrency: int = Field(default=16, ge=1, description="model calls in flight")
+    overload_target_latency_s: float = Field(default=20.0, gt=0, description="slower = cut limit")
+    overload_queue_high: int = Field(default=64, ge=0, description="waiting first calls, high")
+    overload_queue_normal: int = Field(default=16, ge=0)
+    overload_queue_low: int = Field(default=0, ge=0, description="0: refused when saturated")
+    overload_max_wait_high_s: float = Field(default=60.0, gt=0)
+    overload_max_wait_normal_s: float = Field(default=10.0, gt=0)
+    overload_max_wait_low_s: float = Field(default=2.0, gt=0)
+    follow_control: bool = Field(
+        default=True, description="follow the operating mode (degraded: shed extras)"
+    )
     tool_modules: list[str] = Field(
         default_factory=lambda: [
             "services.tools.builtins.calculator",
@@ -80,4 +100,20 @@ def model_config_for(settings: ReasoningSettings) -> ModelClientConfig:
         max_concurrency=settings.model_max_concurrency,
         breaker_failure_threshold=settings.model_breaker_failure_threshold,
         breaker_reset_s=settings.model_breaker_reset_s,
+    )
+
+
+def overload_config_for(settings: ReasoningSettings) -> OverloadConfig | None:
+    """The overload protection to apply, or None when it is off."""
+    if not settings.overload_enabled:
+        return None
+    return OverloadConfig(
+        min_limit=min(settings.overload_min_concurrency, settings.overload_max_concurrency),
+        max_limit=settings.overload_max_concurrency,
+        target_latency_s=settings.overload_target_latency_s,
+        queue={"high": settings.overload_queue_high, "normal": settings.overload_queue_normal,
+               "low": settings.overload_queue_low},
+        max_wait_s={"high": settings.overload_max_wait_high_s,
+                    "normal": settings.overload_max_wait_normal_s,
+                    "low": settings.overload_max_wait_low_s},
     )

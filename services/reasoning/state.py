@@ -161,6 +161,7 @@ class RunState(BaseModel):
     parent_session_id: str | None = None
     handoff_call_id: str | None = None  # route mode: this call's answer is the run's answer
     model_claim: ModelClaim | None = None  # a model call in progress; cleared by the next step
+    priority: str = "normal"  # RunRequested.priority: admission of its first model call
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

@@ -11,9 +11,10 @@ rule 2): a redelivered input, or the sweeper, finds them and re-publishes the ve
 same ids. Clearing the outbox after publishing does not bump ``version``: it only
 drops messages already sent, so losing that race merely re-sends duplicates.
 
-``claim_until`` mirrors the state's model-call claim (see
-:mod:`services.reasoning.handlers`), so the sweeper can find running runs whose
-claimant died mid-call.
+``claim_until`` is the lease of the state's model-call claim (see
+:mod:`services.reasoning.handlers`): its holder extends it without a new version, so
+it wins over the ``until`` inside ``state``, and the sweeper finds running runs whose
+holder died mid-call by it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def _doc(state: RunState, outbox: list[OutboxItem] | None) -> Doc:
 def _stored(doc: Doc) -> StoredRun:
     state = RunState.model_validate_json(doc["state"])
     state.version = int(doc["version"])
+    if state.model_claim is not None and doc.get("claim_until") is not None:
+        state.model_claim.until = doc["claim_until"]
     return StoredRun(state, [OutboxItem.from_doc(d) for d in doc.get("outbox") or []])
 
 
@@ -160,6 +163,11 @@ class RunStore:
             {"_id": 1},
         ).limit(limit)
         return [str(doc["_id"]) async for doc in cursor]
+
+    async def extend_claim(self, run_id: str, version: int, until: datetime) -> bool:
+        """Extend the model-call claim's lease while the run is still at ``version``."""
+        return await update_if_version(self._db, RUNS, run_id, version,
+                                       {"$set": {"claim_until": until}})
 
     async def stalled(self, now: datetime, limit: int = 100) -> list[str]:
         """Running runs whose model-call claim expired: the claimant gave up or died."""

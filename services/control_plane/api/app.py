@@ -14,6 +14,7 @@ from services.control_plane.api.routes import (
     agents,
     audit,
     canary,
+    degradation,
     evals,
     knowledge,
     memories,
@@ -66,7 +67,7 @@ def create_api(ctx: ApiContext | None = None) -> FastAPI:
     install_problem_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
     for module in (agents, runs, sessions, memories, knowledge, audit, metrics, tokens, system,
-                   evals, canary):
+                   evals, canary, degradation):
         api.include_router(module.router)
     app.include_router(api)
 

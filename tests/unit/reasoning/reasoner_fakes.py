@@ -70,6 +70,15 @@ class MemoryRunStore:
                 out.append(run_id)
         return out[:limit]
 
+    async def extend_claim(self, run_id: str, version: int, until: datetime) -> bool:
+        body, v, outbox, at = self.docs[run_id]
+        state = RunState.model_validate_json(body)
+        if v != version or state.model_claim is None:
+            return False
+        state.model_claim.until = until
+        self.docs[run_id] = (state.model_dump_json(), v, outbox, at)
+        return True
+
     async def stalled(self, now: datetime, limit: int = 100) -> list[str]:
         out = []
         for run_id in self.docs:

@@ -27,11 +27,11 @@ from schemas.runs import (
     RunStatus,
 )
 from schemas.tools import ToolCall, ToolResult
-from services.reasoning.handlers import Reasoner
+from services.reasoning.handlers import Reasoner, ReasonerConfig
 from services.reasoning.model import ModelClient, ModelClientConfig, ModelRequest, ModelResponse
 from services.reasoning.toolbox import ToolCatalog
 from shared.agent_registry import AgentRegistry
-from shared.errors import PermanentError
+from shared.errors import ConflictError, PermanentError
 from shared.resilience import RetryPolicy
 from tests.unit.reasoning.reasoner_fakes import (
     Clock,
@@ -333,30 +333,87 @@ async def test_inputs_redelivered_during_a_model_call_do_not_call_the_model_agai
     assert rig.completed().status is RunStatus.COMPLETED
 
 
-async def test_a_claim_left_by_a_dead_process_holds_until_it_expires_then_the_sweeper_drives(
+def _second_process(rig: Rig, **config: Any) -> Reasoner:
+    """Another replica on the same store: its own claim owner id, the same clock."""
+    return Reasoner(store=rig.store, publisher=rig.publisher,  # type: ignore[arg-type]
+                    agents=rig.reasoner.agents, model=rig.model, catalog=rig.reasoner.catalog,
+                    config=ReasonerConfig(**config), clock=rig.clock)
+
+
+def _result_of(call: ToolCall) -> Any:
+    return delivery(ToolResult(call_id=call.call_id, run_id=call.run_id,
+                               session_id=call.session_id, tool=call.tool, ok=True,
+                               content={"result": 42}, duration_ms=3))
+
+
+async def test_a_claim_whose_holder_hangs_holds_until_its_lease_lapses_then_the_sweeper_drives(
     rig: Rig,
 ) -> None:
     await rig.start("calc", "compute 6*7")
     (call,) = rig.publisher.of(ToolCall)
     gated = GatedModel(rig.model)
     rig.reasoner.model = gated  # type: ignore[assignment]
-    dying = asyncio.create_task(rig.answer(call, {"result": 42}))
-    await gated.inside.wait()
-    dying.cancel()  # the process dies mid-call; its claim stays stored
-    with contextlib.suppress(asyncio.CancelledError):
-        await dying
-    other = Reasoner(store=rig.store, publisher=rig.publisher,  # type: ignore[arg-type]
-                     agents=rig.reasoner.agents, model=rig.model, catalog=rig.reasoner.catalog,
-                     clock=rig.clock)
-    await other.on_tool_result(delivery(ToolResult(  # redelivered to a new process
-        call_id=call.call_id, run_id=call.run_id, session_id=call.session_id,
-        tool=call.tool, ok=True, content={"result": 42}, duration_ms=3)))
+    hung = asyncio.create_task(rig.answer(call, {"result": 42}))
+    await gated.inside.wait()  # the holder of the claim stops here (dead, or stalled)
+    other = _second_process(rig)
+    await other.on_tool_result(_result_of(call))  # redelivered to another replica: it waits
     assert await other.sweep() == 0
     assert len(rig.server.requests) == 1 and not rig.publisher.of(RunCompleted)
-    rig.clock.now += timedelta(seconds=other.config.model_claim_s + 1)
+    rig.clock.now += timedelta(seconds=other.config.model_claim_s + 1)  # no renewal came
     assert await other.sweep() == 0  # not failed: driven on
     assert rig.completed().status is RunStatus.COMPLETED
     assert len(rig.server.requests) == 2
+    gated.release.set()  # the old holder wakes up: its late step is refused
+    with pytest.raises(ConflictError):
+        await hung
+    assert len(rig.publisher.of(RunCompleted, "run-1")) == 1
+
+
+async def test_a_live_holder_renews_its_claim_so_the_sweeper_leaves_the_run_alone(
+    rig: Rig,
+) -> None:
+    rig.reasoner.config = ReasonerConfig(model_claim_s=0.3)  # renewed every 0.1 s
+    await rig.start("calc", "compute 6*7")
+    (call,) = rig.publisher.of(ToolCall)
+    gated = GatedModel(rig.model)
+    rig.reasoner.model = gated  # type: ignore[assignment]
+    renewed = asyncio.Event()
+    extend = rig.store.extend_claim
+
+    async def extend_and_tell(run_id: str, version: int, until: datetime) -> bool:
+        done = await extend(run_id, version, until)
+        renewed.set()
+        return done
+
+    rig.store.extend_claim = extend_and_tell  # type: ignore[method-assign]
+    holder = asyncio.create_task(rig.answer(call, {"result": 42}))
+    await gated.inside.wait()
+    rig.clock.now += timedelta(seconds=0.2)
+    renewed.clear()
+    async with asyncio.timeout(5):
+        await renewed.wait()  # a renewal after the clock moved: the lease now ends at +0.5 s
+    rig.clock.now += timedelta(seconds=0.2)  # past the first lease, within the renewed one
+    assert await _second_process(rig, model_claim_s=0.3).sweep() == 0
+    assert gated.calls == 1 and len(rig.server.requests) == 1
+    gated.release.set()
+    await holder
+    assert rig.completed().status is RunStatus.COMPLETED and len(rig.server.requests) == 2
+
+
+async def test_a_step_cut_by_a_shutdown_releases_its_claim_for_the_redelivery(rig: Rig) -> None:
+    await rig.start("calc", "compute 6*7")
+    (call,) = rig.publisher.of(ToolCall)
+    gated = GatedModel(rig.model)
+    rig.reasoner.model = gated  # type: ignore[assignment]
+    cut = asyncio.create_task(rig.answer(call, {"result": 42}))
+    await gated.inside.wait()
+    cut.cancel()  # a graceful stop cancels the handler mid-call
+    with contextlib.suppress(asyncio.CancelledError):
+        await cut
+    stored = await rig.store.get("run-1")
+    assert stored is not None and stored.state.model_claim is None
+    await _second_process(rig).on_tool_result(_result_of(call))  # no lease to wait for
+    assert rig.completed().status is RunStatus.COMPLETED
 
 
 async def test_route_hands_over_and_the_childs_answer_is_the_answer(rig: Rig) -> None:

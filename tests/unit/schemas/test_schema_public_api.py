@@ -53,12 +53,13 @@ PUBLIC = {
     ],
     "schemas.upcast": ["Upcaster", "register_upcaster", "registered_upcasters", "upcast"],
     "schemas.topics": [
-        "AGENTS", "AUDIT", "DLQ_RETENTION_MS", "KNOWLEDGE_DOCUMENTS", "KNOWLEDGE_QUERIES",
+        "AGENTS", "AUDIT", "CONTROL", "DLQ_RETENTION_MS", "KNOWLEDGE_DOCUMENTS", "KNOWLEDGE_QUERIES",
         "RUNS_COMMANDS",
         "RUNS_COMPLETED", "RUNS_EVENTS", "RUNS_READY", "RUNS_REQUESTED", "TOOLS_CALLS",
         "TOOLS_RESULTS", "TOPICS", "TOPIC_NAME_PATTERN", "TopicSpec", "spec_for_message", "topic",
         "WORKFLOWS", "WORKFLOWS_COMMANDS", "WORKFLOWS_EVENTS", "WORKFLOWS_REQUESTED",
     ],
+    "schemas.control": ["ControlState"],
     "schemas.workflows": [
         "STEP_REF", "TERMINAL_KINDS", "Check", "RetrySpec", "StepType", "WorkflowCommand",
         "WorkflowCommandKind", "WorkflowDefinition", "WorkflowEvent", "WorkflowEventKind",

@@ -6,6 +6,7 @@ from schemas.runs import RunRequested
 from schemas.topics import (
     AGENTS,
     AUDIT,
+    CONTROL,
     RUNS_REQUESTED,
     TOPICS,
     WORKFLOWS,
@@ -29,6 +30,7 @@ ARCHITECTURE = {
     "mindstream.agents.v1": ("id", "AgentDefinition"),
     "mindstream.audit.v1": ("target.id", "AuditEvent"),
     "mindstream.knowledge.documents.v1": ("document_id", "KnowledgeDocument"),
+    "mindstream.control.v1": ("id", "ControlState"),
     "mindstream.workflows.v1": ("id", "WorkflowDefinition"),
     "mindstream.workflows.requested.v1": ("workflow_run_id", "WorkflowRequested"),
     "mindstream.workflows.commands.v1": ("workflow_run_id", "WorkflowCommand"),
@@ -40,7 +42,9 @@ def test_registry_matches_architecture() -> None:
     assert {s.name: (s.key, s.message.__name__) for s in TOPICS} == ARCHITECTURE
     assert AGENTS.cleanup_policy == "compact"
     assert WORKFLOWS.cleanup_policy == "compact"
-    assert all(s.cleanup_policy == "delete" for s in TOPICS if s not in (AGENTS, WORKFLOWS))
+    assert CONTROL.cleanup_policy == "compact"
+    assert all(s.cleanup_policy == "delete" for s in TOPICS
+               if s not in (AGENTS, WORKFLOWS, CONTROL))
     assert len({s.message.ce_type for s in TOPICS}) == len(TOPICS)
 
 
