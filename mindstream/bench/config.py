@@ -27,6 +27,11 @@ class BenchConfig:
     run_timeout_s: float = 60.0  # a run not answered by then counts as a timeout
     rss_interval_s: float = 0.5
     warmup_burst: int = 20  # runs submitted within one second after the warm-up runs (0: none)
+    floor_warmup: int = 5  # unmeasured round trips before the floor's samples
+    floor_max_s: float = 15.0  # per measurement: fewer samples if they take longer
+    idle_cpu_s: float = 5.0  # how long idle CPU is sampled before load
+    latency_gap_s: float = 0.05  # pause between runs measured one at a time
+    db_profile: bool = True  # count each service's database commands (bench/dbprofile)
 
     def __post_init__(self) -> None:
         if not self.rates or any(r <= 0 for r in self.rates) or list(self.rates) != sorted(self.rates):
@@ -44,16 +49,18 @@ class BenchConfig:
 
 
 FULL = BenchConfig(
-    mode="full", latency_runs=200, latency_max_s=45.0, warmup_runs=10, floor_samples=200,
-    rates=(10, 20, 40, 60, 80, 100, 130, 160, 200, 250, 300, 400, 500), step_s=10.0,
-    phase_budget_s=150.0,
+    mode="full", latency_runs=200, latency_max_s=40.0, warmup_runs=10, floor_samples=200,
+    rates=(5, 10, 25, 50, 75, 100, 130, 160, 200, 250, 300, 400, 500), step_s=10.0,
+    phase_budget_s=130.0, run_timeout_s=30.0,
 )
 QUICK = BenchConfig(
     mode="quick", latency_runs=40, latency_max_s=10.0, warmup_runs=4, floor_samples=40,
-    rates=(10, 25, 50, 100, 200, 400), step_s=3.0, phase_budget_s=25.0, bisect=False,
+    rates=(5, 20, 50, 100, 200, 400), step_s=3.0, phase_budget_s=25.0, bisect=False,
+    floor_max_s=4.0, idle_cpu_s=2.0,
 )
 SMOKE = BenchConfig(
     mode="smoke", latency_runs=3, latency_max_s=10.0, warmup_runs=1, floor_samples=3,
     rates=(2.0, 4.0), step_s=1.0, phase_budget_s=15.0, bisect=False, partitions=3,
-    scaling_partitions=4, run_timeout_s=30.0, warmup_burst=0,
+    scaling_partitions=4, run_timeout_s=30.0, warmup_burst=0, floor_warmup=1,
+    floor_max_s=3.0, idle_cpu_s=1.0,
 )

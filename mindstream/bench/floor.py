@@ -85,9 +85,9 @@ async def _delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 async def _relay(bootstrap: str, source: str, target: str, group: str,
-                 ready: asyncio.Event) -> None:
+                 ready: asyncio.Event, linger_ms: int) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                linger_ms=0)
+                                linger_ms=linger_ms)
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await producer.start()
@@ -104,8 +104,13 @@ async def _relay(bootstrap: str, source: str, target: str, group: str,
         await producer.stop()
 
 
-async def measure_relay(bootstrap: str, hops: int, samples: int, *, warmup: int = 5) -> Summary:
-    """Latency (ms) of one record through ``hops`` sequential hops, one record at a time."""
+async def measure_relay(bootstrap: str, hops: int, samples: int, *, warmup: int = 5,
+                        linger_ms: int = 0, max_s: float = 60.0) -> Summary:
+    """Latency (ms) of one record through ``hops`` sequential hops, one record at a time.
+
+    ``linger_ms`` is the producers' batching delay; the bench passes the services' own
+    setting, so the floor pays what a service's send pays.
+    """
     if hops < 1:
         raise ValueError("a relay needs at least one hop")
     tag = uuid.uuid4().hex[:8]
@@ -113,11 +118,12 @@ async def measure_relay(bootstrap: str, hops: int, samples: int, *, warmup: int 
     await _make_topics(bootstrap, names)
     readies = [asyncio.Event() for _ in range(hops - 1)]
     relays = [
-        asyncio.create_task(_relay(bootstrap, names[i], names[i + 1], f"benchfloor{tag}.r{i}", readies[i]))
+        asyncio.create_task(_relay(bootstrap, names[i], names[i + 1], f"benchfloor{tag}.r{i}",
+                                   readies[i], linger_ms))
         for i in range(hops - 1)
     ]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                linger_ms=0)
+                                linger_ms=linger_ms)
     sink = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     try:
         await producer.start()
@@ -130,7 +136,10 @@ async def measure_relay(bootstrap: str, hops: int, samples: int, *, warmup: int 
             await asyncio.gather(*(r.wait() for r in readies))
         latencies: list[float] = []
         body = b"x" * 512
+        began = time.monotonic()
         for i in range(warmup + samples):
+            if latencies and time.monotonic() - began > max_s:
+                break
             key = f"k{i}".encode()
             started = time.perf_counter()
             await producer.send_and_wait(names[0], body, key=key)
@@ -152,7 +161,8 @@ async def measure_relay(bootstrap: str, hops: int, samples: int, *, warmup: int 
         await _delete_topics(bootstrap, names)
 
 
-async def measure_mongo(uri: str, path: CriticalPath, samples: int, *, warmup: int = 5) -> Summary:
+async def measure_mongo(uri: str, path: CriticalPath, samples: int, *, warmup: int = 5,
+                        max_s: float = 60.0) -> Summary:
     """Latency (ms) of ``path``'s round trips made one after another, on a scratch database."""
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
     db = client[f"benchfloor_{uuid.uuid4().hex[:8]}"]
@@ -160,7 +170,10 @@ async def measure_mongo(uri: str, path: CriticalPath, samples: int, *, warmup: i
     try:
         await coll.insert_one({"_id": "seed", "version": 1, "state": "x" * 512})
         latencies: list[float] = []
+        began = time.monotonic()
         for i in range(warmup + samples):
+            if latencies and time.monotonic() - began > max_s:
+                break
             started = time.perf_counter()
             for _ in range(path.reads):
                 await coll.find_one({"_id": "seed"})

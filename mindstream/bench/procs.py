@@ -18,6 +18,7 @@ __all__ = [
     "cpu_ms_per_run",
     "cpu_seconds",
     "machine_busy_seconds",
+    "net_of_idle",
     "parse_vmrss_kib",
     "rss_mib",
     "usage_between",
@@ -119,3 +120,15 @@ def cpu_ms_per_run(a: CpuSample, b: CpuSample, runs: int,
             for name in b.per_process if name in a.per_process}
     used["total"] = sum(v for k, v in used.items() if k not in exclude)
     return {k: round(max(0.0, v), 2) for k, v in used.items()}
+
+
+def net_of_idle(per_run_ms: Mapping[str, float], idle_cores: Mapping[str, float], elapsed_s: float,
+                runs: int, exclude: frozenset[str] = frozenset({"bench-client"})) -> dict[str, float]:
+    """``per_run_ms`` less what each process burns anyway (its idle cores over the same
+    time, shared among the runs), with a new ``total``."""
+    if runs <= 0:
+        return {}
+    net = {name: max(0.0, ms - idle_cores.get(name, 0.0) * elapsed_s * 1000 / runs)
+           for name, ms in per_run_ms.items() if name != "total"}
+    net["total"] = sum(v for k, v in net.items() if k not in exclude)
+    return {k: round(v, 2) for k, v in net.items()}

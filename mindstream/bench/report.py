@@ -18,6 +18,7 @@ __all__ = [
     "SECTIONS",
     "chart",
     "clean",
+    "cpu_capacity",
     "format_table",
     "is_sustained",
     "sustained_rate",
@@ -71,6 +72,15 @@ def targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def cpu_capacity(report: Mapping[str, Any]) -> float:
+    """Runs/s the machine's cores could carry at the CPU cost of one answer run measured
+    one at a time (every process of the system, broker and database included)."""
+    answer = report.get("latency", {}).get("answer", {})
+    total = _num((answer.get("cpu_ms_per_run_net") or answer.get("cpu_ms_per_run") or {}).get("total"))
+    cores = _num(report.get("machine", {}).get("cores"))
+    return cores * 1000 / total if total > 0 else math.nan
+
+
 def _ms(summary: Mapping[str, Any], key: str) -> str:
     value = _num(summary.get(key))
     return "-" if math.isnan(value) else f"{value:.1f}"
@@ -95,6 +105,27 @@ def format_table(report: Mapping[str, Any]) -> str:
         lines.append(f"  {kind + ' run (ms)':<32} {_ms(e2e, 'p50'):>8} {_ms(e2e, 'p95'):>8} "
                      f"{_ms(e2e, 'p99'):>8} {_ms(floor, 'floor_p50_ms'):>10} "
                      f"{'-' if math.isnan(ratio) else f'{ratio:.1f}x':>8}")
+    answer = report.get("latency", {}).get("answer", {})
+    cpu = answer.get("cpu_ms_per_run_net") or answer.get("cpu_ms_per_run") or {}
+    if cpu.get("total"):
+        parts = sorted(((k, v) for k, v in cpu.items() if k not in ("total", "bench-client")),
+                       key=lambda kv: -kv[1])
+        lines.append("")
+        lines.append(f"CPU per answer run, beyond idle: {cpu['total']:.1f} ms in all "
+                     f"(capacity bound ~{cpu_capacity(report):.0f} runs/s on "
+                     f"{report.get('machine', {}).get('cores')} cores)")
+        lines.append("  " + ", ".join(f"{k} {v:.1f}" for k, v in parts if v >= 0.05))
+    profile = answer.get("db_commands_per_run_by_service") or {}
+    if profile.get("total"):
+        by = profile.get("by_service", {})
+        lines.append(f"database commands per answer run: {profile['total']:g} "
+                     f"({profile.get('writes', 0):g} writes): "
+                     + ", ".join(f"{k} {v['total']:g}" for k, v in
+                                 sorted(by.items(), key=lambda kv: -kv[1]["total"])))
+    ops = answer.get("db_commands_per_run") or {}
+    if ops.get("total") and not profile.get("total"):
+        detail = ", ".join(f"{k} {v:g}" for k, v in ops.items() if k != "total")
+        lines.append(f"database commands per answer run (server-wide counters): {ops['total']:g} ({detail})")
     for phase in ("throughput", "scaling"):
         section = report.get(phase)
         if not section or not section.get("steps"):

@@ -35,6 +35,7 @@ __all__ = ["AGENTS_DIR", "SCRIPT", "BenchStack", "Layout", "ModelServer", "free_
 
 BENCH_DIR = Path(__file__).resolve().parent
 AGENTS_DIR = BENCH_DIR / "agents"
+DB_PROFILE_DIR = BENCH_DIR / "dbprofile"
 SCRIPT = BENCH_DIR / "script.yaml"
 
 
@@ -117,12 +118,20 @@ class BenchStack:
     layout: Layout | None = None
     running: list[services.ServiceProcess] = field(default_factory=list)
     log_level: str = "WARNING"
+    db_profile: Path | None = None  # count each service's database commands into this folder
 
     # -- environment --------------------------------------------------------------
 
     def env(self, layout: Layout) -> dict[str, str]:
         tool_modules = [*BUILTIN_MODULES, BENCH_TOOLS_MODULE]
+        extra: dict[str, str] = {}
+        if self.db_profile is not None:
+            self.db_profile.mkdir(parents=True, exist_ok=True)
+            path = [str(DB_PROFILE_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+            extra = {"PYTHONPATH": os.pathsep.join(path),
+                     "MINDSTREAM_BENCH_DB_PROFILE": str(self.db_profile)}
         return {
+            **extra,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "MONGODB_URI": self.mongo_uri,
             "MINDSTREAM_TOPIC_PREFIX": layout.prefix,
@@ -170,6 +179,9 @@ class BenchStack:
               names: Sequence[str] = services.SERVICES, timeout_s: float = 120.0) -> None:
         """Start ``replicas`` processes of each service on ``layout`` and wait until all are ready."""
         self.layout = layout
+        if self.db_profile is not None:  # counts of earlier processes would be misread as these
+            for stale in self.db_profile.glob("*.json"):
+                stale.unlink(missing_ok=True)
         base = self.env(layout)
         try:
             for replica in range(1, replicas + 1):
@@ -179,6 +191,7 @@ class BenchStack:
                         env.setdefault("MINDSTREAM_CONTROL_PLANE_HTTP_PORT", str(free_port()))
                         env.setdefault("MINDSTREAM_CONTROL_PLANE_PROBE_PORT", str(free_port()))
                     instance = f"bench-{name}-{replica}"
+                    env["MINDSTREAM_BENCH_INSTANCE"] = instance.removeprefix("bench-")
                     self.running.append(services.start(name, env=env, run_dir=self.run_dir,
                                                        log_dir=self.log_dir, instance=instance))
             services.wait_ready(self.running, timeout_s=timeout_s)

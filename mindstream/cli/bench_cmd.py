@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="comma-separated offered loads to climb, runs/s (default: built in)")
     bench.add_argument("--step-seconds", type=float, default=None, help="duration of each load step")
     bench.add_argument("--no-scaling", action="store_true", help="skip the two-replica phase")
+    bench.add_argument("--no-db-profile", action="store_true",
+                       help="do not count the services' database commands")
     bench.set_defaults(handler=_bench)
 
 
@@ -48,12 +50,14 @@ def _bench(args: argparse.Namespace) -> int:
     from mindstream.dev import DevSettings, process
     from mindstream.dev import up as dev_up
     from mindstream.dev.errors import DevError
+    from shared.settings import KafkaSettings
 
     base = QUICK if args.quick else FULL
     try:
         config = base.with_overrides(bound_ms=args.bound_ms, rates=_rates(args.rates),
                                      step_s=args.step_seconds,
-                                     scaling=False if args.no_scaling else None)
+                                     scaling=False if args.no_scaling else None,
+                                     db_profile=False if args.no_db_profile else None)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     settings = DevSettings()
@@ -74,6 +78,7 @@ def _bench(args: argparse.Namespace) -> int:
         infra_pids=infra,
         kafka_version=None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else settings.kafka_version,
         latest_png=args.out.parent / "latest.png" if default_out and config.mode == "full" else None,
+        linger_ms=KafkaSettings().linger_ms,
     )
     print(f"infrastructure: {ends.backend}", flush=True)
     try:
