@@ -35,6 +35,7 @@ from services.reasoning.errors import (
     StructuredOutputError,
 )
 from services.reasoning.json_schema import validate
+from shared.observability.tracing import start_span
 from shared.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, retry_async
 
 __all__ = [
@@ -218,6 +219,12 @@ class ModelClient:
         self, request: ModelRequest, on_delta: DeltaCallback | None = None
     ) -> ModelResponse:
         """Stream one completion; raise a :class:`ModelError` subclass with a clear reason."""
+        with start_span("model.call", attributes={"gen_ai.request.model": request.model}):
+            return await self._complete(request, on_delta)
+
+    async def _complete(
+        self, request: ModelRequest, on_delta: DeltaCallback | None = None
+    ) -> ModelResponse:
         base_url = request.base_url or self.config.base_url
         endpoint = self._endpoint(base_url)
         started = self._clock()

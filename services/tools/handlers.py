@@ -52,6 +52,7 @@ from shared.audit import AuditEmitter, digest
 from shared.errors import ConflictError
 from shared.kafka.consumer import Delivery
 from shared.kafka.publisher import Publisher
+from shared.observability.tracing import start_span
 
 __all__ = ["CallHandler", "result_message_id"]
 
@@ -192,10 +193,11 @@ class CallHandler:
             return self._refusal(call, started, ErrorCode.APPROVAL_REQUIRED,
                                  f"agent {agent.id!r} may call {call.tool!r} only with an "
                                  "operator's approval")  # fmt: skip
-        outcome = await self._executor.execute(ExecutionRequest(
-            call_id=call.call_id, tool=call.tool, arguments=dict(call.arguments),
-            agent_allowlist=list(agent.tools), deadline=call.deadline, approved=approved,
-        ))  # fmt: skip
+        with start_span("tool.call", attributes={"tool": call.tool, "call_id": call.call_id}):
+            outcome = await self._executor.execute(ExecutionRequest(
+                call_id=call.call_id, tool=call.tool, arguments=dict(call.arguments),
+                agent_allowlist=list(agent.tools), deadline=call.deadline, approved=approved,
+            ))  # fmt: skip
         if call.tool in self._registry:
             self._metrics.breaker(call.tool, self._executor.breaker(call.tool).state)
         return outcome

@@ -261,7 +261,7 @@ def start_span(
     traceparent: str | bytes | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Iterator[SpanHandle]:
-    """A span named ``name``, child of ``traceparent``, around the block.
+    """A span named ``name``, child of ``traceparent`` (else of the current span), around the block.
 
     With tracing off this costs one global read and one small object. An
     exception leaving the block is recorded on the span and re-raised.
@@ -274,7 +274,8 @@ def start_span(
     parsed = parse_traceparent(traceparent)
     if parsed is not None:
         carrier["traceparent"] = parsed.to_header()
-    parent_context = current.propagator.extract(carrier)
+    # No traceparent: nest under the current span (a model call inside a handler's span).
+    parent_context = current.propagator.extract(carrier) if parsed is not None else None
     with current.tracer.start_as_current_span(
         name, context=parent_context, attributes=dict(attributes or {})
     ) as span:

@@ -168,6 +168,16 @@ def test_start_span_with_the_sdk_records_errors_and_roots_bad_parents(exported: 
     assert finished.events[0].name == "exception"
 
 
+def test_spans_without_a_traceparent_nest_under_the_current_one(exported: Any) -> None:
+    """A model or tool call inside a handler's span is that span's child, one trace per run."""
+    with start_span("consume mindstream.runs.ready.v1", PARENT), start_span("model.call"):
+        pass
+    inner, outer = exported.get_finished_spans()
+    assert inner.name == "model.call"
+    assert inner.parent.span_id == outer.context.span_id
+    assert inner.context.trace_id == outer.context.trace_id
+
+
 def test_tracing_stays_off_when_the_sdk_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
     assert configure_tracing("tools", "http://127.0.0.1:4318") is False
