@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install up down status test test-unit test-integration test-reliability lint typecheck check check-deploy demo bench schemas clean
+.PHONY: install up down status test test-unit test-integration test-reliability lint typecheck check checkers check-deploy demo bench schemas clean
 
 install: $(STAMP)
 
@@ -38,7 +38,7 @@ schemas: install
 	@$(BIN)/mindstream schemas export
 
 # The README's test command: installs, starts the infrastructure, runs every test.
-test: install up
+test: install up checkers
 	@$(BIN)/pytest -n 2 --dist loadfile -m "not reliability"
 
 test-unit: install
@@ -51,6 +51,10 @@ test-reliability: install up
 	@$(BIN)/pytest -m reliability
 
 check: lint typecheck
+
+# Offline validators for the deploy checks (kustomize, kubeconform, hadolint, k8s schemas), pinned.
+checkers:
+	@bash deploy/tools/install-checkers.sh
 
 # Render and validate the Kubernetes overlays, compose file and Dockerfile offline (also run by `make test`).
 check-deploy: install

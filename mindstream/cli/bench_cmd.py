@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from mindstream.cli.errors import CliError
 
@@ -45,6 +46,7 @@ def _bench(args: argparse.Namespace) -> int:
     import asyncio
     import os
     import shutil
+    import signal
 
     from mindstream.bench import FULL, QUICK, BenchPaths, run_bench
     from mindstream.dev import DevSettings, process
@@ -71,6 +73,8 @@ def _bench(args: argparse.Namespace) -> int:
         if not os.environ.get(env) and tracked is not None and process.alive(tracked):
             infra["kafka-broker" if name == "kafka" else "mongo-server"] = tracked.pid
     work = settings.cache_dir / "bench" / "last"
+    for left in sorted((work / "run").glob("*.pid.json")):  # a bench killed outright left these
+        process.stop(work / "run", left.name.removesuffix(".pid.json"), timeout_s=10.0)
     shutil.rmtree(work, ignore_errors=True)
     default_out = args.out == Path("bench/results")
     paths = BenchPaths(
@@ -81,8 +85,20 @@ def _bench(args: argparse.Namespace) -> int:
         linger_ms=KafkaSettings().linger_ms,
     )
     print(f"infrastructure: {ends.backend}", flush=True)
+
+    async def bench() -> dict[str, Any]:
+        # SIGTERM (CI, `timeout`) unwinds like Ctrl-C, so the services and the model
+        # server (own sessions, deaf to the terminal) are stopped, not orphaned.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        result, _, _ = await run_bench(config, paths, say=lambda s: print(s, flush=True))
+        return result
+
     try:
-        report, _, _ = asyncio.run(run_bench(config, paths, say=lambda s: print(s, flush=True)))
+        report = asyncio.run(bench())
+    except asyncio.CancelledError:
+        raise CliError("bench stopped (SIGTERM); services stopped", exit_code=130) from None
     except (DevError, RuntimeError, OSError) as exc:
         raise CliError(f"bench failed: {exc} (service logs: {work / 'logs'})", exit_code=1) from exc
     lost = any(not (report.get(p) or {}).get("completeness", {"ok": True}).get("ok", True)
