@@ -48,7 +48,7 @@ async def _one(client: MindstreamClient, agent: str, text: str, sample: RunSampl
     except RunTimeoutError:
         sample.status = "timeout"
         return
-    except Exception as exc:
+    except Exception as exc:  # a failed submit is a result to report
         sample.status = f"error: {type(exc).__name__}"
         return
     sample.received = time.time()

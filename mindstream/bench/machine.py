@@ -65,6 +65,8 @@ def describe(*, kafka_version: str | None, mongo_build: dict[str, Any]) -> dict[
         "mongo_wire_server": {
             "version": mongo_build.get("version"),
             "ferretdb": ferret.get("version") if isinstance(ferret, dict) else ferret,
+            # False: every query but by _id scans its whole collection (FerretDB on SQLite).
+            "indexed_queries": mongo_build.get("indexed_queries"),
         },
         "libraries": {n: _package_version(n) for n in ("aiokafka", "faststream", "pymongo", "pydantic")},
         "load_average_at_start": load_average(),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mindstream.bench.config import BenchConfig
+from mindstream.bench.dbstats import indexed_queries
 from mindstream.bench.machine import describe
 from mindstream.bench.paths import BenchPaths, Say
 from mindstream.bench.phases import measure_floor, throughput_phase
@@ -46,8 +47,9 @@ async def _mongo_build(uri: str) -> dict[str, Any]:
             status = await client.admin.command("serverStatus")
             if status.get("ferretdbVersion"):
                 info["ferretdb"] = {"version": status["ferretdbVersion"]}
+        info["indexed_queries"] = await indexed_queries(uri)
         return info
-    except Exception:
+    except Exception:  # the version is descriptive, not required
         return {}
     finally:
         await client.close()

@@ -65,8 +65,10 @@ def build_control_plane(
     runtime.consume(AUDIT, AuditLogHandler(runtime.db).handle,
                     concurrency=settings.audit_concurrency)
     runs = RunsView(runtime.db)
-    runtime.consume(RUNS_EVENTS, runs.handle_event)
-    runtime.consume(RUNS_COMPLETED, runs.handle_completed)
+    # The views are idempotent writes (see views.py), like the tools call ledger: a
+    # processed-message ledger would only add two writes per event to the busiest consumer.
+    runtime.consume(RUNS_EVENTS, runs.handle_event, dedupe=False)
+    runtime.consume(RUNS_COMPLETED, runs.handle_completed, dedupe=False)
     runtime.consume(AGENTS, AgentsView(runtime.db).handle, group=None)
     if settings.canary_enabled:
         runtime.background(CanaryMonitor(runtime.db, runtime.publisher, gates_from(settings),

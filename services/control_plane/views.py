@@ -132,7 +132,6 @@ class RunsView:
             upsert=True)
 
     async def event(self, event: RunEvent) -> None:
-        await self._ensure(event.run_id, event.session_id, event.agent_id, event.at)
         doc: Doc = {"_id": f"{event.run_id}:{event.seq}", **event.model_dump(mode="json")}
         doc["at"] = event.at
         try:
@@ -142,12 +141,19 @@ class RunsView:
         update: dict[str, Any] = {"$max": {"last_seq": event.seq, "updated_at": event.at}}
         if event.kind is RunEventKind.RUN_STARTED:
             update["$set"] = {"started_at": event.at, "agent_id": event.agent_id}
-        await self._runs.update_one({"_id": event.run_id}, update)
+        # A run's many events (deltas above all) find its document; only the first
+        # creates it and touches the session, the end touches the session again.
+        # Per event that is two writes less, which decides whether this view keeps up.
+        if (await self._runs.update_one({"_id": event.run_id}, update)).matched_count == 0:
+            await self._ensure(event.run_id, event.session_id, event.agent_id, event.at)
+            await self._runs.update_one({"_id": event.run_id}, update)
         status = status_of(event.kind)
         if status is not None:
             fields: Doc = {"status": status, "status_seq": event.seq}
             if status in TERMINAL:
                 fields |= {"ended_at": event.at, "error": event.reason}
+                await self._sessions.update_one({"_id": event.session_id},
+                                                {"$max": {"last_at": event.at}})
             await self._runs.update_one(
                 {"_id": event.run_id, "status_seq": {"$lt": event.seq},
                  "status": {"$nin": sorted(TERMINAL)}},

@@ -1,0 +1,1 @@
+"""A folder the bench puts on its service processes' ``PYTHONPATH`` (see ``sitecustomize``)."""
