@@ -8,7 +8,6 @@ deploy file is checked against them here.
 from __future__ import annotations
 
 import importlib
-import re
 from typing import Any
 
 import checks
