@@ -87,7 +87,7 @@ class ToolsSettings(BaseSettings):
     module_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     consumer_group: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9._-]{1,200}$",
-        description="Kafka consumer group of the calls consumer; default mindstream-tools",
+        description="consumer group of the calls consumer; default <prefix>mindstream-tools.tools-calls",
     )
     global_concurrency: int = Field(default=64, ge=1, le=10_000)
     consumer_concurrency: int = Field(

@@ -100,7 +100,6 @@ async def running(
     async with producer(kafka) as pub:
         await pub.publish(AGENTS, AgentDefinition(id=AGENT, version=1, instructions="help",
                                                   model=ModelSettings(name="m"), tools=list(tools)))
-    settings.setdefault("consumer_group", f"{kafka.topic_prefix}tools")  # parallel-safe
     app = build_app(ToolsSettings(http_port=0, **settings), kafka, mongo, registry=registry)
     async with app.runtime:
         assert app.agents.get(AGENT) is not None  # loaded before the first call

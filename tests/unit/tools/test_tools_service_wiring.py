@@ -41,6 +41,21 @@ def test_modules_and_module_config_from_the_environment(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize(
+    ("override", "group"),
+    [(None, "t1.mindstream-tools.tools-calls"), ("tools-blue", "tools-blue")],
+)
+def test_calls_are_read_in_the_per_topic_group_unless_one_is_set(
+    override: str | None, group: str
+) -> None:
+    from services.tools.app import build
+    from shared.settings import KafkaSettings, MongoSettings
+
+    runtime = build(ToolsSettings(consumer_group=override), KafkaSettings(
+        MINDSTREAM_TOPIC_PREFIX="t1."), MongoSettings())
+    assert ("mindstream.tools.calls.v1", group) in runtime.subscriptions
+
+
+@pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"module_config": {"nope": {}}}, "not in modules"),
