@@ -32,6 +32,7 @@ class BenchConfig:
     idle_cpu_s: float = 5.0  # how long idle CPU is sampled before load
     latency_gap_s: float = 0.05  # pause between runs measured one at a time
     db_profile: bool = True  # count each service's database commands (bench/dbprofile)
+    descend_steps: int = 3  # if the first rate is too much, halve it up to this many times
 
     def __post_init__(self) -> None:
         if not self.rates or any(r <= 0 for r in self.rates) or list(self.rates) != sorted(self.rates):
@@ -62,5 +63,5 @@ SMOKE = BenchConfig(
     mode="smoke", latency_runs=3, latency_max_s=10.0, warmup_runs=1, floor_samples=3,
     rates=(2.0, 4.0), step_s=1.0, phase_budget_s=15.0, bisect=False, partitions=3,
     scaling_partitions=4, run_timeout_s=30.0, warmup_burst=0, floor_warmup=1,
-    floor_max_s=3.0, idle_cpu_s=1.0,
+    floor_max_s=3.0, idle_cpu_s=1.0, descend_steps=0,
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,10 +139,13 @@ async def measure_latency(client: MindstreamClient, config: BenchConfig, layout:
         while len(samples) < config.latency_runs and time.monotonic() - started < config.latency_max_s:
             samples += await load.sequential(client, agent, text, 1, timeout=config.run_timeout_s)
             await asyncio.sleep(config.latency_gap_s)
-        await asyncio.sleep(1.0)  # the last run's after-reply work, and a fresh profile snapshot
+        # The runs' after-reply work (memory learning, telemetry, the control plane's views)
+        # belongs to them too: wait until the services' command counts stop moving.
+        profile_after = await settled_profile(db_profile, idle.db_rate) if db_profile else {}
+        if not db_profile:
+            await asyncio.sleep(1.0)
         ops_after = await server_command_counts(paths.mongo_uri)
         after = CpuSample.take(pids, time.time())
-        profile_after = read_profile(db_profile) if db_profile else {}
         raw[kind] = samples
         run_ids += [s.run_id for s in samples]
         e2e = summarize(s.latency_ms for s in samples if s.latency_ms is not None)
@@ -158,6 +161,7 @@ async def measure_latency(client: MindstreamClient, config: BenchConfig, layout:
             "cpu_ms_per_run": cpu_ms_per_run(before, after, len(samples)),
             "cpu_ms_per_run_net": net_of_idle(cpu_ms_per_run(before, after, len(samples)),
                                               idle.cores, after.at - before.at, len(samples)),
+            "background_cores": round(usage_between(before, after).get("other", 0.0), 2),
             "db_commands_per_run": per_run(ops_before, ops_after, len(samples)),
             "db_commands_per_run_by_service": profile_per_run(
                 profile_before, profile_after, len(samples), idle_rate=idle.db_rate,
@@ -177,7 +181,10 @@ async def measure_latency(client: MindstreamClient, config: BenchConfig, layout:
 
 
 async def ramp(client: MindstreamClient, config: BenchConfig, pids: Mapping[str, int],
-                model: ModelServer, say: Say) -> list[dict[str, Any]]:
+               model: ModelServer, say: Say,
+               drain: Callable[[list[str]], Awaitable[object]]) -> list[dict[str, Any]]:
+    """Climb the ladder of offered rates until one is not sustained; if the first is
+    not, halve it until one is; optionally one step between the last good and first bad."""
     steps: list[dict[str, Any]] = []
     began = time.monotonic()
     last_good: float | None = None
@@ -201,8 +208,11 @@ async def ramp(client: MindstreamClient, config: BenchConfig, pids: Mapping[str,
             f"p99 {lat.p99:.0f} ms, timeouts {entry['timeouts']}{'' if ok else '  <- over the bound'}")
         return ok
 
+    def budget_left() -> bool:
+        return time.monotonic() - began + config.step_s * 1.5 <= config.phase_budget_s
+
     for rate in config.rates:
-        if steps and time.monotonic() - began + config.step_s * 1.5 > config.phase_budget_s:
+        if steps and not budget_left():
             say("  (time budget of the phase reached)")
             break
         if await step(rate):
@@ -210,6 +220,18 @@ async def ramp(client: MindstreamClient, config: BenchConfig, pids: Mapping[str,
         else:
             first_bad = rate
             break
+    # Even the first rung was too much: halve until a rate is sustained (after the
+    # backlog of the failed step has drained, so it does not count against the next).
+    rate = first_bad or 0.0
+    for _ in range(config.descend_steps):
+        if last_good is not None or rate / 2 < 0.25 or not budget_left():
+            break
+        await drain(steps[-1]["run_ids"])
+        rate /= 2
+        if await step(rate):
+            last_good = rate
+        else:
+            first_bad = rate
     if (config.bisect and last_good is not None and first_bad is not None
             and steps[-1]["timeouts"] == 0
             and time.monotonic() - began + config.step_s * 1.5 <= config.phase_budget_s):
@@ -236,6 +258,24 @@ async def check_all_ended(paths: BenchPaths, layout: Layout, run_ids: list[str],
     out = result.as_dict()
     out["drain_s"] = round(time.monotonic() - began, 1)
     return out
+
+
+async def settled_profile(folder: Path, idle_rate: Mapping[str, Mapping[str, float]],
+                          max_s: float = 20.0, every_s: float = 1.0) -> dict[str, dict[str, int]]:
+    """The services' command counts once they stop growing faster than when idle
+    (the backlog a load left is worked off), or after ``max_s``."""
+    began = time.monotonic()
+    previous = read_profile(folder)
+    while time.monotonic() - began < max_s:
+        await asyncio.sleep(every_s)
+        current = read_profile(folder)
+        grew = sum(sum(c.values()) for c in current.values()) - sum(
+            sum(c.values()) for c in previous.values())
+        idle = sum(sum(r.values()) for r in idle_rate.values()) * every_s
+        if grew <= idle + 1:
+            return current
+        previous = current
+    return previous
 
 
 @dataclass(frozen=True)
@@ -283,7 +323,8 @@ async def throughput_phase(stack: BenchStack, paths: BenchPaths, config: BenchCo
         say(f"phase: {'throughput' if replicas == 1 else 'scaling'} -- open-loop ramp, "
             f"{config.step_s:g}s per step, until p99 > {config.bound_ms:g} ms")
         with RssWatch({**service_pids, **paths.infra_pids}, config.rss_interval_s) as watch:
-            steps = await ramp(client, config, pids, stack.model, say)
+            steps = await ramp(client, config, pids, stack.model, say,
+                               lambda ids: check_all_ended(paths, layout, ids, config.run_timeout_s))
     for s in steps:
         run_ids += s.pop("run_ids")
     dead = stack.dead()

@@ -94,6 +94,12 @@ def format_table(report: Mapping[str, Any]) -> str:
                  f"{machine.get('cpu_model')}; Kafka {machine.get('kafka')}, "
                  f"Python {machine.get('python')}")
     lines.append("")
+    busy = max((_num(s.get("background_cores")) for s in report.get("latency", {}).values()
+                if isinstance(s, Mapping)), default=math.nan)
+    if busy >= 0.25:
+        lines.append(f"WARNING: other work on this machine used {busy:.2f} cores while latency was "
+                     "measured; every figure below is inflated by it.")
+        lines.append("")
     lines.append(f"{'latency, one run at a time':<34} {'p50':>8} {'p95':>8} {'p99':>8} "
                  f"{'floor p50':>10} {'x floor':>8}")
     for kind in ("answer", "tool"):

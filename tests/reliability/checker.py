@@ -42,7 +42,7 @@ from tests.reliability.load import RequestLog
 from tests.reliability.side_effect_tools import read_effects
 from tests.reliability.stack import Stack
 
-__all__ = ["Checker", "Verdict", "normalise_reason"]
+__all__ = ["Checker", "Verdict", "normalise_reason", "verify_order", "verify_runs"]
 
 _TERMINAL = {"run.completed": "completed", "run.failed": "failed", "run.cancelled": "cancelled"}
 _VARIABLE = re.compile(
@@ -126,83 +126,13 @@ class Checker:
         verdict = Verdict(log.scenario)
         completed = await read_topic(self.bootstrap, self.topic(RUNS_COMPLETED.name))
         events = await read_topic(self.bootstrap, self.topic(RUNS_EVENTS.name))
-        self.check_runs(verdict, log, completed, events)
+        verify_runs(verdict, log, completed, events)
         if check_order:
-            self.check_order(verdict, log, completed)
+            verify_order(verdict, log, completed)
         await self.check_tools(verdict, log)
         await self.check_audit(verdict)
         await self.check_dlq(verdict, dlq_since, dlq_expected)
         return verdict
-
-    def check_runs(self, verdict: Verdict, log: RequestLog, completed: list[Rec],
-                   events: list[Rec]) -> None:
-        wanted = log.run_ids()
-        endings: dict[str, dict[str, str]] = {}  # run -> message id -> status
-        copies = 0
-        for rec in completed:
-            body = rec.body()
-            run_id = body.get("run_id")
-            if run_id in wanted and rec.id is not None:
-                ids = endings.setdefault(run_id, {})
-                copies += rec.id in ids
-                ids[rec.id] = f"{body.get('status')}: {body.get('error') or ''}"
-        terminal: dict[str, dict[str, str]] = {}
-        for rec in events:
-            body = rec.body()
-            kind = body.get("kind")
-            if kind in _TERMINAL and body.get("run_id") in wanted and rec.id is not None:
-                terminal.setdefault(body["run_id"], {})[rec.id] = _TERMINAL[kind]
-        statuses: Counter[str] = Counter()
-        reasons: Counter[str] = Counter()
-        lost = duplicates = 0
-        for run_id in sorted(wanted):
-            ends = endings.get(run_id, {})
-            if not ends:
-                lost += 1
-                verdict.fail(f"run {run_id} was accepted but never reached a final state")
-                continue
-            if len(ends) > 1:
-                duplicates += 1
-                verdict.fail(f"run {run_id} ended {len(ends)} times: {sorted(ends.values())}")
-            status, _, error = next(iter(ends.values())).partition(": ")
-            statuses[status] += 1
-            if status != "completed":
-                reasons[normalise_reason(error)] += 1
-            ends_ev = terminal.get(run_id, {})
-            if len(ends_ev) != 1 or next(iter(ends_ev.values())) != status:
-                verdict.fail(f"run {run_id}: terminal events {sorted(ends_ev.values())} "
-                             f"disagree with its RunCompleted ({status})")
-        refused = Counter(normalise_reason(s.refused) for s in log.sent if not s.accepted)
-        verdict.figures.update({
-            "runs_sent": len(log.sent),
-            "runs_accepted": len(wanted),
-            "refused_at_send": dict(refused),
-            "completed": statuses.get("completed", 0),
-            "failed": sum(n for s, n in statuses.items() if s != "completed"),
-            "failed_reasons": dict(reasons.most_common(8)),
-            "lost": lost,
-            "duplicate_endings": duplicates,
-            "redelivered_copies": copies,
-        })
-
-    def check_order(self, verdict: Verdict, log: RequestLog, completed: list[Rec]) -> None:
-        first: dict[str, tuple[int, int]] = {}
-        for rec in completed:
-            run_id = rec.body().get("run_id")
-            if isinstance(run_id, str) and run_id not in first:
-                first[run_id] = (rec.partition, rec.offset)
-        sessions = log.ordered_sessions()
-        broken = 0
-        for session, run_ids in sessions.items():
-            seen = [r for r in run_ids if r in first]
-            if len({first[r][0] for r in seen}) > 1:
-                verdict.fail(f"session {session}: results on more than one partition")
-            got = sorted(seen, key=lambda r: first[r])
-            if got != seen:
-                broken += 1
-                verdict.fail(f"session {session}: results in order {[run_ids.index(r) for r in got]}")
-        verdict.figures["ordered_sessions"] = len(sessions)
-        verdict.figures["order_violations"] = broken
 
     async def check_tools(self, verdict: Verdict, log: RequestLog) -> None:
         effects = read_effects(self.stack.effects_path)
@@ -262,3 +192,76 @@ class Checker:
         verdict.figures["dead_letters"] = len(found)
         verdict.figures["dead_letters_unexpected"] = len(unexpected)
         return found
+
+
+def verify_runs(verdict: Verdict, log: RequestLog, completed: list[Rec],
+               events: list[Rec]) -> None:
+    """Every accepted run ended exactly once, and its terminal event agrees."""
+    wanted = log.run_ids()
+    endings: dict[str, dict[str, str]] = {}  # run -> message id -> status
+    copies = 0
+    for rec in completed:
+        body = rec.body()
+        run_id = body.get("run_id")
+        if run_id in wanted and rec.id is not None:
+            ids = endings.setdefault(run_id, {})
+            copies += rec.id in ids
+            ids[rec.id] = f"{body.get('status')}: {body.get('error') or ''}"
+    terminal: dict[str, dict[str, str]] = {}
+    for rec in events:
+        body = rec.body()
+        kind = body.get("kind")
+        if kind in _TERMINAL and body.get("run_id") in wanted and rec.id is not None:
+            terminal.setdefault(body["run_id"], {})[rec.id] = _TERMINAL[kind]
+    statuses: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    lost = duplicates = 0
+    for run_id in sorted(wanted):
+        ends = endings.get(run_id, {})
+        if not ends:
+            lost += 1
+            verdict.fail(f"run {run_id} was accepted but never reached a final state")
+            continue
+        if len(ends) > 1:
+            duplicates += 1
+            verdict.fail(f"run {run_id} ended {len(ends)} times: {sorted(ends.values())}")
+        status, _, error = next(iter(ends.values())).partition(": ")
+        statuses[status] += 1
+        if status != "completed":
+            reasons[normalise_reason(error)] += 1
+        ends_ev = terminal.get(run_id, {})
+        if len(ends_ev) != 1 or next(iter(ends_ev.values())) != status:
+            verdict.fail(f"run {run_id}: terminal events {sorted(ends_ev.values())} "
+                         f"disagree with its RunCompleted ({status})")
+    refused = Counter(normalise_reason(s.refused) for s in log.sent if not s.accepted)
+    verdict.figures.update({
+        "runs_sent": len(log.sent),
+        "runs_accepted": len(wanted),
+        "refused_at_send": dict(refused),
+        "completed": statuses.get("completed", 0),
+        "failed": sum(n for s, n in statuses.items() if s != "completed"),
+        "failed_reasons": dict(reasons.most_common(8)),
+        "lost": lost,
+        "duplicate_endings": duplicates,
+        "redelivered_copies": copies,
+    })
+
+def verify_order(verdict: Verdict, log: RequestLog, completed: list[Rec]) -> None:
+    """Sessions sent back to back got their results in the order they were sent."""
+    first: dict[str, tuple[int, int]] = {}
+    for rec in completed:
+        run_id = rec.body().get("run_id")
+        if isinstance(run_id, str) and run_id not in first:
+            first[run_id] = (rec.partition, rec.offset)
+    sessions = log.ordered_sessions()
+    broken = 0
+    for session, run_ids in sessions.items():
+        seen = [r for r in run_ids if r in first]
+        if len({first[r][0] for r in seen}) > 1:
+            verdict.fail(f"session {session}: results on more than one partition")
+        got = sorted(seen, key=lambda r: first[r])
+        if got != seen:
+            broken += 1
+            verdict.fail(f"session {session}: results in order {[run_ids.index(r) for r in got]}")
+    verdict.figures["ordered_sessions"] = len(sessions)
+    verdict.figures["order_violations"] = broken

@@ -16,7 +16,7 @@ async def test_baseline_mixed_load_keeps_every_promise(harness: Harness) -> None
     run = await harness.begin("0-baseline")
     d = run.driver
     await asyncio.gather(
-        *(d.ordered(f"s0-o{i}", "plain", ["echo"] * 5) for i in range(4)),
-        *(d.sequential(f"s0-t{i}", "tooly", ["bump"] * 3) for i in range(4)),
+        *(d.ordered(f"s0-o{i}", "plain", ["echo"] * 4) for i in range(3)),
+        *(d.sequential(f"s0-t{i}", "tooly", ["bump"] * 2) for i in range(3)),
     )
     await run.finish()

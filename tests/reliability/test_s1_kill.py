@@ -1,5 +1,5 @@
-"""Scenario 1: kill -9 each service in turn under load and restart it; then a node dies
-taking one of two replicas of each stateful service with it (the survivors rebalance).
+"""Scenario 1: kill -9 each service in turn under load and restart it; then every service
+gets a second replica and a "node" dies taking one replica of each (the survivors rebalance).
 
 Recovery time is measured with probe runs sent right after each kill: the time
 until the probe's result arrives covers the restart (or the rebalance) and the
@@ -18,7 +18,7 @@ from tests.reliability.stack import CORE_SERVICES
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
 
-REPLICATED = ("memory", "reasoning", "tools", "control-plane")
+REPLICATED = ("memory", "reasoning", "tools", "telemetry", "control-plane")
 
 
 async def _probe(run: ScenarioRun, tag: str, sessions: int = 1) -> float:

@@ -19,6 +19,7 @@ from tests.reliability.harness import Harness, ScenarioRun
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
 
 ALL_500: list[dict[str, Any]] = [{"name": "outage", "status": 500}]
+# Two 429s in all: even if one run draws both, its third attempt goes through.
 SOME_429: list[dict[str, Any]] = [
     {"name": "rate-limited", "status": 429, "times": 2, "retry_after": 0.2},
 ]

@@ -3,12 +3,16 @@
 Each session's requests go out back to back (per-session order is then checked on
 the results); a tenth of the sessions call the side-effecting tool.
 
-Size: the brief asks for 2,000 runs. On the 2-core CI box with FerretDB the
-system completes about 3-4 simple runs per second end to end (FerretDB's CPU is
-the bound: about 90 database commands per run), so 2,000 runs take 10+ minutes.
-The default is therefore 600 runs (3 per session), within the suite's time box;
-``MINDSTREAM_RELIABILITY_BURST_RUNS=2000`` runs the full size. The measured
-throughput is in the results either way.
+The burst gets a stack of its own (fresh topics and database), so what earlier
+scenarios stored does not slow it down.
+
+Size: the brief asks for 2,000 runs. On the 2-core box with the local FerretDB
+1.24 (SQLite) the system completes a few simple runs per second, and slower as
+collections grow (FerretDB's SQLite backend scans whole tables for ``_id``
+lookups, see the README), so 2,000 runs take far longer than the suite's time
+box. The default is 300 runs (2 in each of 100 sessions, 1 in each of the other 100);
+``MINDSTREAM_RELIABILITY_BURST_RUNS=2000``
+runs the full size. The measured throughput is in the results either way.
 """
 
 from __future__ import annotations
@@ -16,26 +20,37 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import Harness
+from tests.infra import Infra
+from tests.reliability.harness import Harness, running_stack
 from tests.reliability.load import Sent
+from tests.reliability.results import Results
+from tests.reliability.stack import StackSpec
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(1800)]
 
 SESSIONS = 200
-RUNS = int(os.environ.get("MINDSTREAM_RELIABILITY_BURST_RUNS", "600"))
+RUNS = int(os.environ.get("MINDSTREAM_RELIABILITY_BURST_RUNS", "300"))
 
 
-async def test_burst_of_runs_across_200_sessions(harness: Harness) -> None:
+async def test_burst_of_runs_across_200_sessions(infra: Infra, reliability_dir: Path,
+                                                 results: Results) -> None:
+    spec = StackSpec(infra.kafka_bootstrap, infra.mongo_uri, reliability_dir / "burst")
+    async with running_stack(spec, results) as harness:
+        await _burst(harness)
+
+
+async def _burst(harness: Harness) -> None:
     run = await harness.begin("5-burst", result_timeout=max(300.0, RUNS * 0.6))
     d = run.driver
-    per_session = max(1, RUNS // SESSIONS)
+    per_session = [RUNS // SESSIONS + (i < RUNS % SESSIONS) for i in range(SESSIONS)]
     batches: list[list[Sent]] = [
         [d.new(f"s5-{i}", "tooly" if i % 10 == 0 else "plain",
                "bump" if i % 10 == 0 else "echo", k, ordered=i % 10 != 0)
-         for k in range(per_session)]
+         for k in range(per_session[i])]
         for i in range(SESSIONS)
     ]
 
@@ -48,7 +63,7 @@ async def test_burst_of_runs_across_200_sessions(harness: Harness) -> None:
     published_s = time.monotonic() - started
     await asyncio.gather(*(d.await_result(s) for b in batches for s in b))
     results_s = time.monotonic() - started
-    total = SESSIONS * per_session
+    total = sum(per_session)
     run.figures.update({
         "publish_s": round(published_s, 1), "all_results_s": round(results_s, 1),
         "runs_per_s": round(total / results_s, 1),

@@ -88,3 +88,23 @@ def test_index_use_is_read_from_either_servers_plan() -> None:
     assert plan_uses_index(mongo) is True
     assert plan_uses_index(mongo_scan) is False
     assert plan_uses_index({}) is None
+
+
+async def test_settled_profile_waits_for_counts_to_stop_growing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mindstream.bench import phases
+
+    snapshots = iter([{"svc-1": {"find:x": n}} for n in (1, 10, 20, 30, 30, 99)])
+    monkeypatch.setattr(phases, "read_profile", lambda _folder: next(snapshots))
+    settled = await phases.settled_profile(tmp_path, {}, max_s=5.0, every_s=0.0)
+    assert settled == {"svc-1": {"find:x": 30}}
+
+
+async def test_settled_profile_gives_up_after_its_time(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    from mindstream.bench import phases
+
+    counter = iter(range(0, 10**6, 100))
+    monkeypatch.setattr(phases, "read_profile", lambda _folder: {"svc": {"find:x": next(counter)}})
+    settled = await phases.settled_profile(tmp_path, {}, max_s=0.05, every_s=0.01)
+    assert settled["svc"]["find:x"] > 0

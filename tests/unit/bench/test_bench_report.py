@@ -69,6 +69,13 @@ def report() -> dict[str, Any]:
     }
 
 
+def test_table_warns_when_the_machine_was_busy() -> None:
+    r = report()
+    assert "WARNING" not in format_table(r)
+    r["latency"]["answer"]["background_cores"] = 1.3
+    assert "other work on this machine used 1.30 cores" in format_table(r)
+
+
 def test_targets_say_what_was_met() -> None:
     met = {t["name"]: t["met"] for t in targets(report())}
     assert met == {"single-answer p50 vs floor": True, "single-answer p99 at low load": True,

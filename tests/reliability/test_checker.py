@@ -1,0 +1,78 @@
+"""The checker's judgements on hand-made records: it must catch what it claims to.
+
+(Marked ``unit``: no infrastructure, runs with ``make test``.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.checker import Verdict, normalise_reason, verify_order, verify_runs
+from tests.reliability.kafka_io import Rec
+from tests.reliability.load import RequestLog, Sent
+from tests.reliability.side_effect_tools import read_effects
+
+pytestmark = pytest.mark.unit
+
+
+def _log(*runs: tuple[str, str, int], ordered: bool = True) -> RequestLog:
+    log = RequestLog("t")
+    for run_id, session, index in runs:
+        log.sent.append(Sent(run_id, session, "plain", "echo", index, ordered, accepted=True,
+                             attempts=1))
+    return log
+
+
+def _rec(msg_id: str, body: dict[str, object], offset: int, partition: int = 0) -> Rec:
+    return Rec("t", partition, offset, b"k", {"ce_id": msg_id}, json.dumps(body).encode())
+
+
+def _completed(msg_id: str, run_id: str, status: str, offset: int) -> Rec:
+    return _rec(msg_id, {"run_id": run_id, "status": status, "error": None}, offset)
+
+
+def _ended(msg_id: str, run_id: str, kind: str, offset: int) -> Rec:
+    return _rec(msg_id, {"run_id": run_id, "kind": kind}, offset)
+
+
+def test_one_ending_per_run_passes_and_copies_of_one_id_are_redeliveries() -> None:
+    v = Verdict("t")
+    verify_runs(v, _log(("r1", "s", 0)),
+               [_completed("a", "r1", "completed", 0), _completed("a", "r1", "completed", 5)],
+               [_ended("e", "r1", "run.completed", 0)])
+    assert not v.violations
+    assert v.figures["redelivered_copies"] == 1 and v.figures["completed"] == 1
+
+
+def test_two_endings_a_lost_run_and_a_disagreeing_event_are_violations() -> None:
+    v = Verdict("t")
+    verify_runs(v, _log(("r1", "s", 0), ("r2", "s", 1), ("r3", "s", 2)),
+               [_completed("a", "r1", "completed", 0), _completed("b", "r1", "failed", 1),
+                _completed("c", "r3", "completed", 2)],
+               [_ended("e1", "r1", "run.completed", 0), _ended("e3", "r3", "run.failed", 1)])
+    assert v.figures["duplicate_endings"] == 1 and v.figures["lost"] == 1
+    assert any("ended 2 times" in x for x in v.violations)
+    assert any("never reached a final state" in x for x in v.violations)
+    assert any("r3: terminal events ['failed'] disagree" in x for x in v.violations)
+
+
+def test_results_out_of_request_order_are_caught() -> None:
+    log = _log(("r1", "s", 0), ("r2", "s", 1))
+    v = Verdict("t")
+    verify_order(v, log, [_completed("b", "r2", "completed", 3), _completed("a", "r1", "completed", 4)])
+    assert v.figures["order_violations"] == 1
+    ok = Verdict("t")
+    verify_order(ok, log, [_completed("a", "r1", "completed", 3), _completed("b", "r2", "completed", 4),
+                          _completed("a", "r1", "completed", 9)])  # a late copy changes nothing
+    assert ok.figures["order_violations"] == 0
+
+
+def test_effects_count_every_line_and_reasons_lose_their_ids(tmp_path: Path) -> None:
+    path = tmp_path / "effects.log"
+    path.write_text("k1\nk2\nk1\n")
+    assert read_effects(path) == {"k1": 2, "k2": 1}
+    assert normalise_reason("run run-x-1 failed after 3 attempt(s) in 0.4s") == \
+        normalise_reason("run run-y-2 failed after 5 attempt(s) in 12.0s")
