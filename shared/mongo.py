@@ -117,13 +117,21 @@ async def update_versioned(
     update.setdefault("$inc", {})
     update["$inc"] = {**update["$inc"], "version": 1}
     # MongoDB applies the version check and the write atomically. FerretDB 1.x on
-    # SQLite does not, so within one process writers of a document also take a lock;
-    # across processes on FerretDB two writers can still both win (dev-only backend).
+    # SQLite does not (see _checks_versions_atomically), so within one process writers
+    # of a document also take a lock; across processes on FerretDB two writers can
+    # still both win (dev-only backend).
     async with _document_lock(db.name, collection, doc_id):
-        result: Doc | None = await db[collection].find_one_and_update(
-            {"_id": doc_id, "version": expected_version}, update,
-            return_document=ReturnDocument.AFTER,
-        )
+        result: Doc | None
+        if await _checks_versions_atomically(db):
+            result = await db[collection].find_one_and_update(
+                {"_id": doc_id, "version": expected_version}, update,
+                return_document=ReturnDocument.AFTER,
+            )
+        elif await _version_of(db, collection, doc_id) == expected_version:
+            result = await db[collection].find_one_and_update(
+                {"_id": doc_id}, update, return_document=ReturnDocument.AFTER)
+        else:
+            result = None
     if result is None:
         raise ConflictError(f"{collection}/{doc_id}: version {expected_version} is stale")
     return result
@@ -140,8 +148,36 @@ async def update_if_version(
     document can otherwise lose one of them.
     """
     async with _document_lock(db.name, collection, doc_id):
-        result = await db[collection].update_one({"_id": doc_id, "version": version}, dict(update))
-    return bool(result.matched_count)
+        if await _checks_versions_atomically(db):
+            result = await db[collection].update_one({"_id": doc_id, "version": version}, dict(update))
+            return bool(result.matched_count)
+        if await _version_of(db, collection, doc_id) != version:
+            return False
+        result = await db[collection].update_one({"_id": doc_id}, dict(update))
+        return bool(result.matched_count)
+
+
+async def _version_of(db: AsyncDatabase[Doc], collection: str, doc_id: Any) -> Any:
+    doc = await db[collection].find_one({"_id": doc_id}, {"version": 1})
+    return None if doc is None else doc.get("version")
+
+
+_SERVER_KIND: weakref.WeakKeyDictionary[AsyncMongoClient[Doc], bool] = weakref.WeakKeyDictionary()
+
+
+async def _checks_versions_atomically(db: AsyncDatabase[Doc]) -> bool:
+    """False on FerretDB 1.x, which neither applies ``{_id, version}`` filters
+    atomically nor pushes them down to SQL (it scans the whole collection and
+    filters in Go: O(n) per write). There the check is a read by ``_id`` alone
+    followed by a write by ``_id`` alone, both index lookups, under the same
+    per-document lock: no weaker than what FerretDB does itself, and constant
+    time. Asked once per client (``buildInfo`` names FerretDB)."""
+    client = db.client
+    known = _SERVER_KIND.get(client)
+    if known is None:
+        info = await client.admin.command("buildInfo")
+        known = _SERVER_KIND[client] = "ferretdbVersion" not in info
+    return known
 
 
 _LOCKS: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (

@@ -6,6 +6,7 @@ pom for Kafka, go.mod for FerretDB), read from there, so there is one pin each.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -63,7 +64,13 @@ class DevSettings(BaseSettings):
 
     @property
     def ferretdb_bin(self) -> Path:
-        return self.cache_dir / "bin" / f"mindstream-ferretdb-{self.ferretdb_version}"
+        # Keyed by the launcher's own sources too, so a change to them rebuilds it.
+        digest = hashlib.sha256()
+        for source in sorted((LOCAL_DEPLOY / "ferretdb").iterdir()):
+            if source.suffix in {".go", ".mod", ".sum"}:
+                digest.update(source.name.encode() + b"\0" + source.read_bytes())
+        name = f"mindstream-ferretdb-{self.ferretdb_version}-{digest.hexdigest()[:10]}"
+        return self.cache_dir / "bin" / name
 
     @property
     def kafka_bootstrap(self) -> str:

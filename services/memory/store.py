@@ -43,7 +43,7 @@ from services.memory.chunking import Chunk
 from services.memory.errors import InvalidInputError
 from services.memory.learning import Memory, MemoryUpdate
 from shared.errors import ConflictError
-from shared.mongo import Doc, IndexSpec, update_versioned
+from shared.mongo import Doc, IndexSpec, update_if_version, update_versioned
 
 __all__ = [
     "CHUNKS",
@@ -485,10 +485,8 @@ class MemoryStore:
     async def update_memory(self, update: MemoryUpdate) -> None:
         doc = _memory_doc(update.current)
         doc.pop("_id")
-        result = await self._memories.update_one(
-            {"_id": update.previous.id, "version": update.previous.version}, {"$set": doc}
-        )
-        if result.matched_count == 0:
+        if not await update_if_version(self.db, MEMORIES, update.previous.id,
+                                       update.previous.version, {"$set": doc}):
             raise ConflictError(f"memory {update.previous.id} changed concurrently")
 
     async def delete_memories(self, user_id: str, ids: Iterable[str] | None = None) -> list[Memory]:

@@ -20,7 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from schemas.workflows import WorkflowDefinition
 from services.workflows.state import WorkflowState, WorkflowStatus
-from shared.mongo import Doc, IndexSpec, update_versioned
+from shared.mongo import Doc, IndexSpec, update_if_version, update_versioned
 
 __all__ = ["INDEXES", "RUNS", "VERSIONS", "OutboxItem", "StoredRun", "WorkflowRunStore",
            "WorkflowVersionStore"]
@@ -123,8 +123,8 @@ class WorkflowRunStore:
         return state
 
     async def clear_outbox(self, workflow_run_id: str, version: int) -> None:
-        await self._runs.update_one({"_id": workflow_run_id, "version": version},
-                                    {"$set": {"outbox": [], "outbox_pending": False}})
+        await update_if_version(self._db, RUNS, workflow_run_id, version,
+                                {"$set": {"outbox": [], "outbox_pending": False}})
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
         cursor = self._runs.find({"status": WorkflowStatus.RUNNING.value,
