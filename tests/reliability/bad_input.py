@@ -96,8 +96,10 @@ def bad_records(draw: st.DrawFn, spec: TopicSpec, sample: Message, kind: str) ->
     elif kind == "missing header":
         headers.pop(draw(st.sampled_from(REQUIRED_HEADERS)))
     elif kind == "wrong ce_type":
+        right = headers["ce_type"].decode()
         headers["ce_type"] = draw(st.sampled_from(
-            ["mindstream.runs.unknown", "mindstream.tools.result", "not a type"])).encode()
+            [t for t in ("mindstream.runs.unknown", "mindstream.tools.result", "mindstream.runs.request",
+                         "not a type") if t != right])).encode()
     elif kind == "future schema_version":
         headers["schema_version"] = str(draw(st.integers(2, 1000))).encode()
     elif kind == "bad specversion":

@@ -76,3 +76,24 @@ def test_effects_count_every_line_and_reasons_lose_their_ids(tmp_path: Path) -> 
     assert read_effects(path) == {"k1": 2, "k2": 1}
     assert normalise_reason("run run-x-1 failed after 3 attempt(s) in 0.4s") == \
         normalise_reason("run run-y-2 failed after 5 attempt(s) in 12.0s")
+
+
+def test_every_generated_bad_record_is_refused_by_the_contract_decoder() -> None:
+    """Scenario 6 expects a dead letter for each record: none may happen to be valid."""
+    from schemas.codec import decode
+    from schemas.envelope import Envelope
+    from schemas.errors import ContractError
+    from schemas.topics import topic
+    from tests.reliability.bad_input import generate, valid_samples
+
+    names = sorted(valid_samples())
+    records = generate([topic(n) for n in names], per_kind=2)
+    assert {r.topic for r in records} == set(names)
+    accepted = []
+    for record in records:
+        try:
+            decode(topic(record.topic).message, record.body, Envelope.from_headers(record.headers))
+            accepted.append((record.topic, record.kind))
+        except ContractError:
+            pass
+    assert not accepted
