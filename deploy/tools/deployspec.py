@@ -123,7 +123,8 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="control-plane",
-        consumes=("mindstream.audit.v1", "mindstream.runs.events.v1", "mindstream.runs.completed.v1"),
+        consumes=("mindstream.audit.v1", "mindstream.runs.events.v1", "mindstream.runs.completed.v1",
+                  "mindstream.workflows.events.v1"),
         settings="services.control_plane.settings:ControlPlaneSettings",
         resources=Resources("200m", "256Mi", "1", "768Mi"),
         api_port_field="http_port",

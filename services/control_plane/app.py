@@ -7,8 +7,10 @@ Consumers:
   safely, see :mod:`services.control_plane.audit_chain`);
 - ``mindstream.runs.events.v1`` and ``mindstream.runs.completed.v1`` -> the
   runs view;
-- ``mindstream.agents.v1`` -> the agents view (no group: every replica reads
-  the whole compacted topic).
+- ``mindstream.workflows.events.v1`` -> the workflow runs view;
+- ``mindstream.agents.v1`` and ``mindstream.workflows.v1`` -> the agents view
+  and every workflow definition version (no group: every replica reads the
+  whole compacted topic).
 
 The API (uvicorn, ``http_port``, default 8080) starts after the broker, so
 it can publish from its first request; probes and metrics stay on the
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from schemas.topics import AGENTS, AUDIT, RUNS_COMPLETED, RUNS_EVENTS
+from schemas.topics import AGENTS, AUDIT, RUNS_COMPLETED, RUNS_EVENTS, WORKFLOWS, WORKFLOWS_EVENTS
 from services.control_plane.api import ApiContext, create_api
 from services.control_plane.canary import INDEXES as CANARY_INDEXES
 from services.control_plane.canary import CanaryMonitor, gates_from
@@ -34,6 +36,7 @@ from services.control_plane.settings import ControlPlaneSettings
 from services.control_plane.store import INDEXES
 from services.control_plane.tokens import TokenStore
 from services.control_plane.views import AgentsView, RunsView
+from services.control_plane.workflow_view import WorkflowsView
 from shared.service import ServiceRuntime
 from shared.settings import KafkaSettings, MongoSettings
 
@@ -70,6 +73,9 @@ def build_control_plane(
     runtime.consume(RUNS_EVENTS, runs.handle_event, dedupe=False)
     runtime.consume(RUNS_COMPLETED, runs.handle_completed, dedupe=False)
     runtime.consume(AGENTS, AgentsView(runtime.db).handle, group=None)
+    workflows = WorkflowsView(runtime.db)
+    runtime.consume(WORKFLOWS_EVENTS, workflows.handle_event, dedupe=False)
+    runtime.consume(WORKFLOWS, workflows.handle_definition, group=None)
     if settings.canary_enabled:
         runtime.background(CanaryMonitor(runtime.db, runtime.publisher, gates_from(settings),
                                          clock=clock).run)

@@ -20,6 +20,8 @@ __all__ = [
     "RUNS_VIEW",
     "RUN_EVENTS_VIEW",
     "SESSIONS_VIEW",
+    "WORKFLOW_DEFINITIONS_VIEW",
+    "WORKFLOW_RUNS_VIEW",
 ]
 
 AUDIT_LOG = "audit_log"
@@ -30,6 +32,8 @@ AGENTS_VIEW = "agents_view"
 RUNS_VIEW = "runs_view"
 RUN_EVENTS_VIEW = "run_events_view"
 SESSIONS_VIEW = "sessions_view"
+WORKFLOW_RUNS_VIEW = "workflow_runs_view"
+WORKFLOW_DEFINITIONS_VIEW = "workflow_definitions_view"  # _id "<workflow>@<version>"
 
 INDEXES: dict[str, list[IndexSpec]] = {
     # _id is the event_id: the unique index that makes appends idempotent.
@@ -50,4 +54,9 @@ INDEXES: dict[str, list[IndexSpec]] = {
     ],
     RUN_EVENTS_VIEW: [IndexSpec([("run_id", 1), ("seq", 1)], unique=True, name="run_seq")],
     SESSIONS_VIEW: [IndexSpec([("last_at", -1), ("_id", -1)], name="last")],
+    WORKFLOW_RUNS_VIEW: [
+        IndexSpec([("created_at", -1), ("_id", -1)], name="created"),
+        IndexSpec([("status", 1), ("created_at", -1)], name="status_created"),
+        IndexSpec([("workflow_id", 1), ("created_at", -1)], name="workflow_created"),
+    ],
 }

@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium: sign in with a token, watch a run appear and
 complete (run events published as reasoning would), open its timeline; a screenshot
-goes to test-artifacts/dashboard.png.
+goes to test-artifacts/dashboard.png. Then a workflow run drawn as its graph, one node
+per step coloured by state, followed until it ends (test-artifacts/dashboard-workflow.png).
 
 Needs ``chromium`` and ``chromium-driver`` (Debian packages) and the ``selenium``
 Python package; skipped, saying so, when they are missing.
@@ -9,15 +10,19 @@ Python package; skipped, saying so, when they are missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from schemas.runs import RunCompleted, RunEvent, RunEventKind, RunStatus
-from schemas.topics import RUNS_COMPLETED, RUNS_EVENTS
+from schemas.topics import RUNS_COMPLETED, RUNS_EVENTS, WORKFLOWS, WORKFLOWS_EVENTS
+from schemas.workflows import StepType, WorkflowDefinition, WorkflowEvent, WorkflowEventKind
 from shared.settings import KafkaSettings, MongoSettings
 from tests.support.control_plane import (
     BOOTSTRAP,
@@ -30,10 +35,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACT = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard.png"
 RUN = "r-dash"
+WORKFLOW_RUN = "wr-dash"
+WORKFLOW_ARTIFACT = ARTIFACT.with_name("dashboard-workflow.png")
+needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                    reason="needs chromium and chromium-driver (apt-get install)")
 
 
-def drive(base_url: str, run_listed: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
-    """In a worker thread (selenium blocks); tells the test loop when the run is listed."""
+@contextlib.contextmanager
+def signed_in(base_url: str) -> Iterator[tuple[Any, Any]]:
+    """(driver, wait) of a headless Chromium signed in to the dashboard with the bootstrap token."""
     from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
@@ -52,6 +62,16 @@ def drive(base_url: str, run_listed: Any, loop: asyncio.AbstractEventLoop) -> di
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=token]").is_displayed())
         driver.find_element(By.CSS_SELECTOR, "[data-testid=token]").send_keys(BOOTSTRAP)
         driver.find_element(By.CSS_SELECTOR, "[data-testid=login]").click()
+        yield driver, wait
+    finally:
+        driver.quit()
+
+
+def drive(base_url: str, run_listed: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    """In a worker thread (selenium blocks); tells the test loop when the run is listed."""
+    from selenium.webdriver.common.by import By
+
+    with signed_in(base_url) as (driver, wait):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-run="{RUN}"]'))
         loop.call_soon_threadsafe(run_listed.set)
         wait.until(lambda d: d.find_elements(
@@ -66,12 +86,9 @@ def drive(base_url: str, run_listed: Any, loop: asyncio.AbstractEventLoop) -> di
         driver.save_screenshot(str(ARTIFACT))
         return {"steps": steps, "title": title,
                 "kill": driver.find_element(By.CSS_SELECTOR, "[data-testid=kill-switch]").text}
-    finally:
-        driver.quit()
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                    reason="needs chromium and chromium-driver (apt-get install)")
+@needs_chromium
 async def test_dashboard_shows_a_run_complete_and_its_timeline(
     topics: KafkaSettings, mongo_settings: MongoSettings,
 ) -> None:
@@ -109,3 +126,122 @@ async def test_dashboard_shows_a_run_complete_and_its_timeline(
     assert RUN in seen["title"] and "completed" in seen["title"]
     assert seen["kill"] == "runs accepted"
     assert ARTIFACT.stat().st_size > 10_000
+
+
+DASH_WORKFLOW = WorkflowDefinition.model_validate(yaml.safe_load("""
+id: desk
+steps:
+  - {id: triage, type: router, agent: classifier, routes: {billing: pay, tech: fix}}
+  - {id: pay, type: agent, agent: billing}
+  - {id: fix, type: parallel, branches: [draft, sign-off], next: publish}
+  - {id: draft, type: agent, agent: writer}
+  - {id: sign-off, type: approval}
+  - {id: publish, type: agent, agent: publisher}
+version: 1
+"""))
+K = WorkflowEventKind
+# (kind, ms, step, step type, extra): a run waiting for an approval, then its end.
+WAITING = [
+    (K.STARTED, 0, None, None, {}),
+    (K.STEP_STARTED, 10, "triage", StepType.ROUTER, {"run_id": "wfs-t"}),
+    (K.STEP_COMPLETED, 400, "triage", StepType.ROUTER, {"output": "tech", "data": {"next": "fix"}}),
+    (K.STEP_STARTED, 410, "fix", StepType.PARALLEL, {}),
+    (K.STEP_STARTED, 410, "draft", StepType.AGENT, {"run_id": "wfs-d"}),
+    (K.STEP_STARTED, 410, "sign-off", StepType.APPROVAL, {}),
+    (K.AWAITING_APPROVAL, 410, "sign-off", StepType.APPROVAL, {"data": {"message": "Ship?"}}),
+    (K.STEP_RETRYING, 900, "draft", StepType.AGENT, {"run_id": "wfs-d", "reason": "timeout",
+                                                     "data": {"next_attempt": 2}}),
+]
+ENDING = [
+    (K.STEP_COMPLETED, 1500, "draft", StepType.AGENT, {"run_id": "wfs-d2", "attempt": 2,
+                                                       "output": "text"}),
+    (K.RESUMED, 2000, "sign-off", StepType.APPROVAL, {"data": {"approved_by": "user:op"}}),
+    (K.STEP_COMPLETED, 2000, "sign-off", StepType.APPROVAL, {"output": "ok"}),
+    (K.STEP_COMPLETED, 2000, "fix", StepType.PARALLEL, {"output": "{}"}),
+    (K.STEP_STARTED, 2010, "publish", StepType.AGENT, {"run_id": "wfs-p"}),
+    (K.STEP_FAILED, 2500, "publish", StepType.AGENT, {"run_id": "wfs-p", "reason": "refused"}),
+    (K.FAILED, 2500, None, None, {"reason": "step 'publish' failed: refused"}),
+]
+
+
+def node_classes(driver: Any) -> dict[str, set[str]]:
+    from selenium.webdriver.common.by import By
+
+    return {e.get_attribute("data-step"): set((e.get_attribute("class") or "").split())
+            for e in driver.find_elements(By.CSS_SELECTOR, "#workflow-graph g.node")}
+
+
+def drive_workflow(base_url: str, waiting_seen: Any, loop: asyncio.AbstractEventLoop,
+                   ) -> dict[str, Any]:
+    """Open the workflow run, read its graph while it waits, then again once it has failed."""
+    from selenium.webdriver.common.by import By
+
+    with signed_in(base_url) as (driver, wait):
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=nav-workflows]"
+                                            ).is_displayed())
+        driver.find_element(By.CSS_SELECTOR, "[data-testid=nav-workflows]").click()
+        row = f'tr[data-workflow-run="{WORKFLOW_RUN}"]'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+        wait.until(lambda d: d.execute_script(
+            f"document.querySelector('{row}').click(); return true;"))
+        wait.until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, '#workflow-graph g.node[data-step="sign-off"].state-awaiting_approval'))
+        waiting = node_classes(driver)
+        loop.call_soon_threadsafe(waiting_seen.set)
+        wait.until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, '#workflow-graph g.node[data-step="publish"].state-failed'))
+        ended = node_classes(driver)
+        edges = [(e.get_attribute("data-source"), e.get_attribute("data-target"))
+                 for e in driver.find_elements(By.CSS_SELECTOR, "#workflow-graph path.edge")]
+        labels = {e.get_attribute("data-step"): e.text for e in driver.find_elements(
+            By.CSS_SELECTOR, "#workflow-graph g.node")}
+        title = driver.find_element(By.ID, "wf-title").text
+        WORKFLOW_ARTIFACT.parent.mkdir(exist_ok=True)
+        driver.save_screenshot(str(WORKFLOW_ARTIFACT))
+        return {"waiting": waiting, "ended": ended, "edges": edges, "labels": labels,
+                "title": title}
+
+
+@needs_chromium
+async def test_dashboard_draws_a_workflow_run_as_its_graph_and_follows_it(
+    topics: KafkaSettings, mongo_settings: MongoSettings,
+) -> None:
+    pytest.importorskip("selenium")
+    async with running_control_plane(topics, mongo_settings) as cp:
+        publisher, t0 = cp.plane.runtime.publisher, datetime.now(UTC)
+        await publisher.publish(WORKFLOWS, DASH_WORKFLOW, message_id="wf-desk@1")
+
+        async def publish(events: list[tuple[Any, ...]], first_seq: int) -> None:
+            for seq, (kind, ms, step, step_type, extra) in enumerate(events, first_seq):
+                await publisher.publish(WORKFLOWS_EVENTS, WorkflowEvent(
+                    workflow_run_id=WORKFLOW_RUN, workflow_id="desk@1", seq=seq, kind=kind,
+                    at=t0 + timedelta(milliseconds=ms), step=step, step_type=step_type,
+                    **extra), message_id=f"{WORKFLOW_RUN}-{seq}")
+
+        await publish(WAITING, 0)
+        waiting_seen = asyncio.Event()
+        browser = asyncio.create_task(asyncio.to_thread(
+            drive_workflow, f"http://127.0.0.1:{cp.plane.server.port}/", waiting_seen,
+            asyncio.get_running_loop()))
+        await asyncio.wait_for(waiting_seen.wait(), 60)
+        await publish(ENDING, len(WAITING))
+        seen = await asyncio.wait_for(browser, 90)
+
+    def states(classes: dict[str, set[str]]) -> dict[str, str]:
+        found = {step: [c for c in cs if c.startswith("state-")] for step, cs in classes.items()}
+        assert all(len(c) == 1 and "node" in classes[s] for s, c in found.items()), classes
+        return {step: c[0].removeprefix("state-") for step, c in found.items()}
+
+    assert states(seen["waiting"]) == {
+        "triage": "completed", "pay": "skipped", "fix": "running", "draft": "retrying",
+        "sign-off": "awaiting_approval", "publish": "pending"}
+    assert states(seen["ended"]) == {
+        "triage": "completed", "pay": "skipped", "fix": "completed", "draft": "completed",
+        "sign-off": "completed", "publish": "failed"}
+    assert sorted(seen["edges"]) == sorted([
+        ("triage", "pay"), ("triage", "fix"), ("fix", "draft"), ("fix", "sign-off"),
+        ("draft", "publish"), ("sign-off", "publish")])
+    assert seen["labels"]["triage"].startswith("triage") and "390 ms" in seen["labels"]["triage"]
+    assert "router" in seen["labels"]["triage"]
+    assert WORKFLOW_RUN in seen["title"] and "failed" in seen["title"]
+    assert WORKFLOW_ARTIFACT.stat().st_size > 10_000

@@ -23,6 +23,7 @@ from services.control_plane.api.routes import (
     sessions,
     system,
     tokens,
+    workflows,
 )
 
 __all__ = ["API_PREFIX", "create_api"]
@@ -66,8 +67,8 @@ def create_api(ctx: ApiContext | None = None) -> FastAPI:
     app.state.ctx = ctx
     install_problem_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (agents, runs, sessions, memories, knowledge, audit, metrics, tokens, system,
-                   evals, canary, degradation):
+    for module in (agents, runs, workflows, sessions, memories, knowledge, audit, metrics, tokens,
+                   system, evals, canary, degradation):
         api.include_router(module.router)
     app.include_router(api)
 

@@ -27,6 +27,7 @@ from services.control_plane.control import KillSwitch
 from services.control_plane.errors import ApiProblem, Forbidden, Unauthorized
 from services.control_plane.tokens import Principal, Scope, TokenStore
 from services.control_plane.views import AgentsView, RunsView
+from services.control_plane.workflow_view import WorkflowsView
 from shared.audit import AuditEmitter
 from shared.kafka.publisher import Publisher
 from shared.mongo import Doc
@@ -50,12 +51,14 @@ class ApiContext:
     emitter: AuditEmitter = field(init=False)
     agents: AgentsView = field(init=False)
     runs: RunsView = field(init=False)
+    workflows: WorkflowsView = field(init=False)
     kill_switch: KillSwitch = field(init=False)
 
     def __post_init__(self) -> None:
         self.emitter = AuditEmitter(self.publisher, "control-plane")
         self.agents = AgentsView(self.db)
         self.runs = RunsView(self.db)
+        self.workflows = WorkflowsView(self.db)
         self.kill_switch = KillSwitch(self.db)
 
     def audited(self, caller: Principal, needed: Scope, action: str,

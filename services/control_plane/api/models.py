@@ -106,6 +106,61 @@ class RunDetail(RunOut):
     timeline: list[TimelineStep]
 
 
+class WorkflowRunOut(_Out):
+    id: str = Field(description="Workflow run id.")
+    workflow_id: str = Field(description="Workflow, without its version.")
+    workflow_version: int | None = Field(default=None, description="None if it never started.")
+    workflow_ref: str | None = None
+    status: str = Field(description="running, awaiting_approval, completed, failed, cancelled.")
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    updated_at: datetime | None = None
+    duration_ms: int | None = None
+    steps_total: int | None = None
+    output: str | None = None
+    error: str | None = None
+    last_seq: int = -1
+
+
+class WorkflowNodeOut(_Out):
+    id: str = Field(description="Step id.")
+    kind: str | None = Field(default=None, description="agent, tool, parallel, condition, ...")
+    description: str = ""
+    parent: str | None = Field(default=None, description="Parallel or loop step it is inside.")
+    state: str = Field(description="pending, running, retrying, awaiting_approval, completed, "
+                                   "failed, cancelled or skipped.")
+    path: str | None = Field(default=None, description="Instance shown: 'loop.2/step' in loops.")
+    iteration: int | None = Field(default=None, description="Innermost loop iteration shown.")
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = Field(default=None, description="Once the step has ended.")
+    elapsed_ms: int | None = Field(default=None, description="While it is open.")
+    attempts: int = 0
+    run_id: str | None = Field(default=None, description="Agent run or tool call of the step.")
+    error: str | None = None
+    output: str | None = Field(default=None, description="Output, clipped to 500 characters.")
+    next: str | None = Field(default=None, description="Condition/router: the step chosen.")
+    loop_iterations: int | None = None
+    message: str | None = Field(default=None, description="Approval: what was asked.")
+    approved_by: str | None = None
+
+
+class WorkflowEdgeOut(_Out):
+    source: str
+    target: str
+    kind: str = Field(description="next, then, otherwise, route, default, branch, join, body, "
+                                  "exit or repeat.")
+    label: str | None = None
+
+
+class WorkflowRunDetail(WorkflowRunOut):
+    start: str | None = Field(default=None, description="First step.")
+    graph_known: bool = Field(description="False if the control plane never saw the definition.")
+    nodes: list[WorkflowNodeOut]
+    edges: list[WorkflowEdgeOut]
+
+
 class SessionOut(_Out):
     id: str
     first_at: datetime | None = None
