@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,9 +26,12 @@ __all__ = [
     "Doc",
     "IndexSpec",
     "ProcessedLedger",
+    "document_lock",
     "ensure_indexes",
     "make_client",
+    "matches",
     "sweep_expired",
+    "update_by_id",
     "update_if_version",
     "update_versioned",
 ]
@@ -120,7 +123,7 @@ async def update_versioned(
     # SQLite does not (see _checks_versions_atomically), so within one process writers
     # of a document also take a lock; across processes on FerretDB two writers can
     # still both win (dev-only backend).
-    async with _document_lock(db.name, collection, doc_id):
+    async with document_lock(db.name, collection, doc_id):
         result: Doc | None
         if await _checks_versions_atomically(db):
             result = await db[collection].find_one_and_update(
@@ -147,7 +150,7 @@ async def update_if_version(
     :func:`update_versioned`, since on FerretDB two concurrent updates of one
     document can otherwise lose one of them.
     """
-    async with _document_lock(db.name, collection, doc_id):
+    async with document_lock(db.name, collection, doc_id):
         if await _checks_versions_atomically(db):
             result = await db[collection].update_one({"_id": doc_id, "version": version}, dict(update))
             return bool(result.matched_count)
@@ -155,6 +158,106 @@ async def update_if_version(
             return False
         result = await db[collection].update_one({"_id": doc_id}, dict(update))
         return bool(result.matched_count)
+
+
+async def update_by_id(
+    db: AsyncDatabase[Doc], collection: str, doc_id: Any, update: Mapping[str, Any], *,
+    where: Mapping[str, Any] | None = None, upsert: bool = False,
+) -> Doc | None:
+    """Apply ``update`` to document ``doc_id`` if it also matches ``where``; the
+    document after the update, or ``None`` when nothing matched.
+
+    Use it for every conditional single-document write (guards like
+    ``{"seq": {"$lt": n}}``): on MongoDB it is one atomic ``findAndModify``
+    on ``{_id, **where}``; on FerretDB, where only a bare ``{_id}`` filter uses
+    an index, the guard is checked here (:func:`matches`) between a read and a
+    write by ``_id``, under the per-document lock. With ``upsert``, a missing
+    document is created (``where``'s fields are not copied into it: use
+    ``$setOnInsert``) and an existing one that fails ``where`` raises
+    :class:`DuplicateKeyError`, as MongoDB does.
+    """
+    where = dict(where or {})
+    coll = db[collection]
+    async with document_lock(db.name, collection, doc_id):
+        if await _checks_versions_atomically(db):
+            found: Doc | None = await coll.find_one_and_update(
+                {"_id": doc_id, **where}, dict(update), upsert=upsert,
+                return_document=ReturnDocument.AFTER)
+            return found
+        current = await coll.find_one({"_id": doc_id})
+        if current is not None and not matches(current, where):
+            if upsert:
+                raise DuplicateKeyError(f"{collection}/{doc_id}: exists and does not match {where}")
+            return None
+        if current is None and not upsert:
+            return None
+        after: Doc | None = await coll.find_one_and_update(
+            {"_id": doc_id}, dict(update), upsert=upsert, return_document=ReturnDocument.AFTER)
+        return after
+
+
+def matches(doc: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    """MongoDB's query semantics for the guards :func:`update_by_id` is given:
+    equality (an array field matches if it contains the value), ``$ne``,
+    ``$lt`` ``$lte`` ``$gt`` ``$gte``, ``$in`` ``$nin``, ``$exists``, ``$or``,
+    dotted paths. Anything else raises ``ValueError`` rather than guess."""
+    for key, cond in where.items():
+        if key == "$or":
+            if not any(matches(doc, branch) for branch in cond):
+                return False
+            continue
+        if key.startswith("$"):
+            raise ValueError(f"unsupported query operator {key}")
+        present, value = _lookup(doc, key)
+        if isinstance(cond, Mapping) and cond and all(str(k).startswith("$") for k in cond):
+            if not all(_holds(op, arg, present, value) for op, arg in cond.items()):
+                return False
+        elif not _equals(value, cond, present):
+            return False
+    return True
+
+
+def _lookup(doc: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def _equals(value: Any, expected: Any, present: bool = True) -> bool:
+    if expected is None:
+        return not present or value is None
+    if isinstance(value, list) and not isinstance(expected, list):
+        return expected in value
+    return bool(value == expected)
+
+
+def _holds(op: str, arg: Any, present: bool, value: Any) -> bool:
+    if op in _ORDER:
+        if not present or value is None:
+            return False
+        try:
+            return bool(_ORDER[op](value, arg))
+        except TypeError:
+            return False  # MongoDB compares only within a type bracket
+    test = _MEMBERSHIP.get(op)
+    if test is None:
+        raise ValueError(f"unsupported query operator {op}")
+    return test(arg, present, value)
+
+
+_MEMBERSHIP: dict[str, Callable[[Any, bool, Any], bool]] = {
+    "$exists": lambda arg, present, _value: present is bool(arg),
+    "$ne": lambda arg, present, value: not _equals(value, arg, present),
+    "$in": lambda arg, present, value: any(_equals(value, a, present) for a in arg),
+    "$nin": lambda arg, present, value: not any(_equals(value, a, present) for a in arg),
+}
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b,
+    "$gt": lambda a, b: a > b, "$gte": lambda a, b: a >= b,
+}
 
 
 async def _version_of(db: AsyncDatabase[Doc], collection: str, doc_id: Any) -> Any:
@@ -184,7 +287,8 @@ _LOCKS: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
     weakref.WeakValueDictionary())
 
 
-def _document_lock(database: str, collection: str, doc_id: Any) -> asyncio.Lock:
+def document_lock(database: str, collection: str, doc_id: Any) -> asyncio.Lock:
+    """The in-process lock every conditional write of one document takes (not reentrant)."""
     key = (database, collection, repr(doc_id))
     lock = _LOCKS.get(key)
     if lock is None:

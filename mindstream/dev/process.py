@@ -8,12 +8,14 @@ process start time from /proc; a recycled pid fails that check.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import resource
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,16 +67,43 @@ def _raise_open_files_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def die_with_parent() -> None:
+    """Linux: SIGKILL this child when the thread that spawned it ends, so a test
+    run killed mid-way leaves no services behind writing to the shared broker."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _preexec(max_open_files: bool, with_parent: bool) -> Callable[[], None] | None:
+    steps = [f for f, on in ((_raise_open_files_limit, max_open_files),
+                             (die_with_parent, with_parent and sys.platform == "linux")) if on]
+    if not steps:
+        return None
+
+    def run() -> None:
+        for step in steps:
+            step()
+    return run
+
+
 def spawn(name: str, argv: Sequence[str], *, run_dir: Path, log: Path, cwd: Path,
-          env: dict[str, str] | None = None, max_open_files: bool = False) -> Tracked:
-    """Start ``argv`` detached from our session, output appended to ``log``."""
+          env: dict[str, str] | None = None, max_open_files: bool = False,
+          die_with_parent: bool = False) -> Tracked:
+    """Start ``argv`` detached from our session, output appended to ``log``.
+
+    ``die_with_parent`` is for stacks owned by one test process (call it from
+    the thread that lives as long as the stack); ``mindstream dev up``'s
+    processes must outlive the command and do not use it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
             list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=cwd, env=env, start_new_session=True,
-            preexec_fn=_raise_open_files_limit if max_open_files else None,  # noqa: PLW1509
+            preexec_fn=_preexec(max_open_files, die_with_parent),  # noqa: PLW1509
         )
     ticks = _start_ticks(proc.pid)
     tracked = Tracked(name, proc.pid, ticks or 0, log)

@@ -52,7 +52,7 @@ def probe_port_of(name: str, env: Mapping[str, str]) -> int:
 
 
 def start(name: str, *, env: Mapping[str, str], run_dir: Path, log_dir: Path,
-          instance: str | None = None) -> ServiceProcess:
+          instance: str | None = None, die_with_parent: bool = False) -> ServiceProcess:
     instance = instance or name
     full_env = {**os.environ, **env}
     existing = process.read(run_dir, f"svc-{instance}")
@@ -66,6 +66,7 @@ def start(name: str, *, env: Mapping[str, str], run_dir: Path, log_dir: Path,
     tracked = process.spawn(
         f"svc-{instance}", [sys.executable, "-m", "mindstream.cli.main", "serve", name],
         run_dir=run_dir, log=log_dir / f"{instance}.log", cwd=Path.cwd(), env=full_env,
+        die_with_parent=die_with_parent,
     )
     return ServiceProcess(name, port, tracked, instance)
 

@@ -33,7 +33,7 @@ from pymongo.errors import DuplicateKeyError
 from schemas.audit import AuditEvent
 from services.control_plane.errors import AuditRecordError, ChainContention
 from services.control_plane.store import AUDIT_CHAINS, AUDIT_LOG
-from shared.mongo import Doc
+from shared.mongo import Doc, document_lock
 
 __all__ = [
     "GENESIS_HASH",
@@ -85,8 +85,17 @@ class AppendResult:
 async def append(db: AsyncDatabase[Doc], event: AuditEvent, *, now: datetime | None = None,
                  ) -> AppendResult:
     """Append ``event`` to its chain once; a repeat returns the stored record."""
-    log, heads = db[AUDIT_LOG], db[AUDIT_CHAINS]
     payload = event.model_dump(mode="json")
+    chain = event.chain
+    # One appender per chain in this process: concurrent appends would only race for
+    # the same seq, and each lost race costs a scan of the log (_advance_head).
+    async with document_lock(db.name, AUDIT_CHAINS, chain):
+        return await _append(db, event, payload, now)
+
+
+async def _append(db: AsyncDatabase[Doc], event: AuditEvent, payload: Doc,
+                  now: datetime | None) -> AppendResult:
+    log, heads = db[AUDIT_LOG], db[AUDIT_CHAINS]
     chain = event.chain
     for _ in range(_MAX_ATTEMPTS):
         existing = await log.find_one({"_id": event.event_id})

@@ -23,7 +23,7 @@ from schemas.agents import AgentDefinition
 from schemas.runs import RunCompleted, RunEvent, RunEventKind, RunRequested
 from services.control_plane.store import AGENTS_VIEW, RUN_EVENTS_VIEW, RUNS_VIEW, SESSIONS_VIEW
 from shared.kafka.consumer import Delivery
-from shared.mongo import Doc
+from shared.mongo import Doc, update_by_id
 
 __all__ = ["TERMINAL", "AgentsView", "RunsView", "status_of"]
 
@@ -105,6 +105,7 @@ class AgentsView:
 
 class RunsView:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._db = db
         self._runs = db[RUNS_VIEW]
         self._events = db[RUN_EVENTS_VIEW]
         self._sessions = db[SESSIONS_VIEW]
@@ -154,10 +155,9 @@ class RunsView:
                 fields |= {"ended_at": event.at, "error": event.reason}
                 await self._sessions.update_one({"_id": event.session_id},
                                                 {"$max": {"last_at": event.at}})
-            await self._runs.update_one(
-                {"_id": event.run_id, "status_seq": {"$lt": event.seq},
-                 "status": {"$nin": sorted(TERMINAL)}},
-                {"$set": fields})
+            await update_by_id(self._db, RUNS_VIEW, event.run_id, {"$set": fields},
+                               where={"status_seq": {"$lt": event.seq},
+                                      "status": {"$nin": sorted(TERMINAL)}})
 
     async def completed(self, result: RunCompleted) -> None:
         await self._ensure(result.run_id, result.session_id, result.agent_id, result.completed_at)
@@ -167,9 +167,9 @@ class RunsView:
             "metrics": result.metrics.model_dump(mode="json"),
             "messages": [m.model_dump(mode="json", exclude_none=True) for m in result.messages],
             "completed_at": result.completed_at, "final_status": result.status.value}})
-        await self._runs.update_one(
-            {"_id": result.run_id, "status": {"$nin": sorted(TERMINAL)}},
-            {"$set": {"status": result.status.value, "ended_at": result.completed_at}})
+        await update_by_id(self._db, RUNS_VIEW, result.run_id,
+                           {"$set": {"status": result.status.value, "ended_at": result.completed_at}},
+                           where={"status": {"$nin": sorted(TERMINAL)}})
 
     async def handle_event(self, delivery: Delivery[RunEvent]) -> None:
         await self.event(delivery.message)

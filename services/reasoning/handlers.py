@@ -818,7 +818,9 @@ class Reasoner:
         re-publish outboxes a crash left behind. Returns how many runs were failed."""
         now = self.clock()
         swept = 0
-        for run_id in await self.store.due(now, _WAITING_OR_ACTIVE):
+        before = now - timedelta(seconds=self.config.outbox_redrive_after_s)
+        found = await self.store.sweepable(now, _WAITING_OR_ACTIVE, before)
+        for run_id in found.due:
             stored = await self.store.get(run_id)
             if stored is None:
                 continue
@@ -837,14 +839,13 @@ class Reasoner:
                 swept += 1
             except ConflictError:
                 continue  # someone else moved it; the next sweep looks again
-        stalled = await self.store.stalled(now)
+        stalled = found.stalled
         for run_id, outcome in zip(stalled, await asyncio.gather(
                 *(self._redrive(run_id) for run_id in stalled), return_exceptions=True),
                 strict=True):
             if isinstance(outcome, Exception) and not isinstance(outcome, ConflictError):
                 log.warning("run %s: re-driving it failed: %s", run_id, outcome)
-        before = now - timedelta(seconds=self.config.outbox_redrive_after_s)
-        for run_id in await self.store.unpublished(before):
+        for run_id in found.unpublished:
             stored = await self.store.get(run_id)
             if stored is not None and stored.outbox:
                 await self._flush(stored.state, stored.outbox, None)

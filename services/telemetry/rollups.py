@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -41,7 +40,7 @@ from services.telemetry.classify import ReasonClass
 from services.telemetry.errors import RollupWriteError
 from services.telemetry.percentiles import summarise
 from services.telemetry.store import ROLLUPS
-from shared.mongo import Doc
+from shared.mongo import Doc, update_by_id
 
 __all__ = ["RollupStore", "RunSummary", "minute_of", "read_rollups"]
 
@@ -76,6 +75,7 @@ class RollupStore:
         max_samples: int = 500,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._db = db
         self._coll = db[ROLLUPS]
         self._retention = retention
         self._max_samples = max_samples
@@ -118,15 +118,13 @@ class RollupStore:
     async def _upsert(self, doc_id: str, run_id: str, update: Doc) -> Doc | None:
         for _ in range(_INSERT_RACES):
             try:
-                return await self._coll.find_one_and_update(
-                    {"_id": doc_id, "run_ids": {"$ne": run_id}}, update,
-                    upsert=True, return_document=ReturnDocument.AFTER,
-                )
+                return await update_by_id(self._db, ROLLUPS, doc_id, update,
+                                          where={"run_ids": {"$ne": run_id}}, upsert=True)
             except DuplicateKeyError:
                 # Either the run is counted already, or another replica inserted the
                 # document first; in the second case the filter now matches: go again.
-                counted = await self._coll.find_one({"_id": doc_id, "run_ids": run_id}, {"_id": 1})
-                if counted is not None:
+                counted = await self._coll.find_one({"_id": doc_id}, {"run_ids": 1})
+                if counted is not None and run_id in counted.get("run_ids", ()):
                     return None
         raise RollupWriteError(f"rollup {doc_id}: insert kept racing")
 
@@ -138,7 +136,7 @@ class RollupStore:
         fields: dict[str, Any] = {"latency_ms": summarise(samples[-self._max_samples:])}
         if len(samples) > self._max_samples:
             fields["latency_samples_ms"] = samples[-self._max_samples:]
-        await self._coll.update_one({"_id": doc["_id"], "runs": doc["runs"]}, {"$set": fields})
+        await update_by_id(self._db, ROLLUPS, doc["_id"], {"$set": fields}, where={"runs": doc["runs"]})
 
 
 async def read_rollups(

@@ -56,6 +56,8 @@ async def test_a_claim_is_extended_in_place_and_lapsed_claims_are_found(mongo_db
     assert stored is not None and stored.state.version == held[1].version  # no new version
     assert stored.state.model_claim is not None
     assert stored.state.model_claim.until == NOW + timedelta(seconds=90)
-    assert await store.stalled(NOW + timedelta(seconds=60)) == ["run-quiet"]
-    assert sorted(await store.stalled(NOW + timedelta(seconds=91))) == ["run-busy", "run-quiet"]
-    assert await store.stalled(NOW) == []
+    stalled = [(await store.sweepable(now, [], NOW)).stalled
+               for now in (NOW + timedelta(seconds=60), NOW + timedelta(seconds=91), NOW)]
+    assert stalled[0] == ["run-quiet"]
+    assert sorted(stalled[1]) == ["run-busy", "run-quiet"]
+    assert stalled[2] == []

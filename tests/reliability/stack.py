@@ -106,7 +106,8 @@ class ModelServer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mindstream.testing.scripted_model", "--script", str(SCRIPT),
                  "--host", "127.0.0.1", "--port", "0"],
-                stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+                stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True,
+                preexec_fn=process.die_with_parent)  # noqa: PLW1509
         assert self.proc.stdout is not None
         match = re.search(r"listening on (http://\S+)", self.proc.stdout.readline())
         if match is None:
@@ -235,7 +236,7 @@ class Stack:
             inst.api_port = free_port()
             env["MINDSTREAM_CONTROL_PLANE_HTTP_PORT"] = str(inst.api_port)
         inst.proc = services.start(name, env=env, run_dir=self.run_dir, log_dir=self.log_dir,
-                                   instance=instance)
+                                   instance=instance, die_with_parent=True)
         return instance
 
     async def wait_ready(self, instances: list[str], timeout_s: float = 120.0) -> None:

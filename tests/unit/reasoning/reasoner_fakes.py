@@ -15,7 +15,7 @@ from schemas.base import Message
 from schemas.envelope import Envelope
 from schemas.topics import TopicSpec
 from services.reasoning.state import RunState, RunStatus
-from services.reasoning.store import OutboxItem, StoredRun
+from services.reasoning.store import OutboxItem, StoredRun, Sweepable
 from shared.errors import ConflictError
 from shared.kafka.consumer import Delivery
 from shared.kafka.publisher import Outgoing
@@ -91,6 +91,11 @@ class MemoryRunStore:
 
     async def unpublished(self, before: datetime, limit: int = 100) -> list[str]:
         return [k for k, (_b, _v, box, at) in self.docs.items() if box and at < before][:limit]
+
+    async def sweepable(self, now: datetime, statuses: list[RunStatus], unpublished_before: datetime,
+                        limit: int = 100) -> Sweepable:
+        return Sweepable(await self.due(now, statuses, limit), await self.stalled(now, limit),
+                         await self.unpublished(unpublished_before, limit))
 
     def outbox(self, run_id: str) -> list[OutboxItem]:
         return list(self.docs[run_id][2])

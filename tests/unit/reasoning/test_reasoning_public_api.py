@@ -84,6 +84,7 @@ SURFACE = {
         "OutboxItem",
         "RunStore",
         "StoredRun",
+        "Sweepable",
     ],
     "services.reasoning.outbox": ["SERVICE_ACTOR", "Step", "clip"],
     "services.reasoning.deltas": ["DeltaBatcher"],
