@@ -54,12 +54,16 @@ from schemas.topics import (
     TopicSpec,
 )
 from schemas.workflows import (
-    WorkflowCommand,
     WorkflowCommandKind,
     WorkflowEvent,
     WorkflowRequested,
 )
 from shared.settings import KafkaSettings
+from shared.workflow_messages import (
+    build_workflow_command,
+    build_workflow_request,
+    new_workflow_run_id,
+)
 
 __all__ = ["MindstreamClient", "RunFailedError", "RunTimeoutError", "WorkflowFailedError"]
 
@@ -263,16 +267,16 @@ class MindstreamClient:
                              workflow_run_id: str | None = None, session: str | None = None,
                              metadata: dict[str, str] | None = None) -> WorkflowRequested:
         """Publish a workflow request; ``workflow_run_id`` is its idempotency key."""
-        request = WorkflowRequested(
-            workflow_run_id=workflow_run_id or f"wr-{uuid.uuid4().hex}", workflow_id=workflow,
-            input=text, user_id=user, session_id=session, metadata=metadata or {})
+        request = build_workflow_request(workflow, text, user=user,
+                                         workflow_run_id=workflow_run_id, session=session,
+                                         metadata=metadata)
         await self._send(WORKFLOWS_REQUESTED, request, correlation_id=request.workflow_run_id)
         return request
 
     async def follow_workflow(self, workflow: str, text: str, *, timeout: float = 600.0,
                               **kwargs: Any) -> AsyncIterator[WorkflowEvent]:
         """Start a workflow and yield its events until the final one (included)."""
-        run_id = kwargs.pop("workflow_run_id", None) or f"wr-{uuid.uuid4().hex}"
+        run_id = kwargs.pop("workflow_run_id", None) or new_workflow_run_id()
         events = await self._keyed_partition(WORKFLOWS_EVENTS, run_id)
         seen: set[int] = set()  # a step re-published after a crash repeats its events
         try:
@@ -311,9 +315,9 @@ class MindstreamClient:
                                step: str | None = None, reason: str | None = None,
                                actor: str = "client") -> None:
         """Cancel a workflow run, or approve/reject its waiting approval step."""
-        command = WorkflowCommand(
-            command_id=f"cmd-{uuid.uuid4().hex}", workflow_run_id=workflow_run_id, command=kind,
-            step=step, actor=Actor(kind=ActorKind.USER, id=actor), reason=reason)
+        command = build_workflow_command(workflow_run_id, kind,
+                                         Actor(kind=ActorKind.USER, id=actor), step=step,
+                                         reason=reason)
         await self._send(WORKFLOWS_COMMANDS, command, correlation_id=workflow_run_id)
 
     async def _keyed_partition(self, spec: TopicSpec, key: str) -> AIOKafkaConsumer:

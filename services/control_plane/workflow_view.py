@@ -16,6 +16,11 @@ lost its commit re-reads them, so the fold converges whatever the order:
 - the run's status is derived from what is known: ended, waiting for an
   approval, or running.
 
+A run started through the API is recorded before its request is published
+(:meth:`WorkflowsView.requested`), as ``requested`` with its input and user:
+it is listed at once, and the first event folds into that document (taking
+the version the engine resolved when the request did not pin one).
+
 The document is rewritten whole under optimistic concurrency; a redelivered
 event folds to the same document and writes nothing. Times are kept to the
 millisecond, as MongoDB stores them, so that comparison holds.
@@ -35,13 +40,18 @@ from datetime import datetime
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from schemas.workflows import WorkflowDefinition, WorkflowEvent, WorkflowEventKind
+from schemas.workflows import (
+    WorkflowDefinition,
+    WorkflowEvent,
+    WorkflowEventKind,
+    WorkflowRequested,
+)
 from services.control_plane.store import WORKFLOW_DEFINITIONS_VIEW, WORKFLOW_RUNS_VIEW
 from shared.errors import ConflictError
 from shared.kafka.consumer import Delivery
 from shared.mongo import Doc, update_versioned
 
-__all__ = ["OPEN", "STEP_STATES", "TERMINAL", "WorkflowsView", "fold", "split_path"]
+__all__ = ["OPEN", "STEP_STATES", "TERMINAL", "WorkflowsView", "fold", "requested_run", "split_path"]
 
 log = logging.getLogger("mindstream.control_plane.workflows")
 
@@ -105,13 +115,28 @@ def _text(value: object) -> str | None:
     return _clip(value) if isinstance(value, str) else None
 
 
-def _new_run(event: WorkflowEvent, at: datetime) -> Doc:
-    name, version = _split_ref(event.workflow_id)
-    return {"_id": event.workflow_run_id, "version": 0, "workflow_id": name,
-            "workflow_version": version, "workflow_ref": event.workflow_id,
-            "status": "running", "created_at": at, "updated_at": at, "started_at": None,
-            "ended_at": None, "end_seq": None, "last_seq": event.seq, "duration_ms": None,
+def _new_run(workflow_run_id: str, ref: str, at: datetime, *, status: str = "running",
+             last_seq: int = -1) -> Doc:
+    name, version = _split_ref(ref)
+    return {"_id": workflow_run_id, "version": 0, "workflow_id": name,
+            "workflow_version": version, "workflow_ref": ref,
+            "status": status, "created_at": at, "updated_at": at, "started_at": None,
+            "ended_at": None, "end_seq": None, "last_seq": last_seq, "duration_ms": None,
             "deadline": None, "steps_total": None, "output": None, "error": None, "steps": []}
+
+
+def requested_run(request: WorkflowRequested, submitted_by: str | None) -> Doc:
+    """The document of a run the control plane itself submitted, before any event."""
+    doc = _new_run(request.workflow_run_id, request.workflow_id, _ms(request.requested_at),
+                   status="requested")
+    doc.update(_request_fields(request, submitted_by))
+    return doc
+
+
+def _request_fields(request: WorkflowRequested, submitted_by: str | None) -> Doc:
+    return {"input": request.input, "user_id": request.user_id,
+            "session_id": request.session_id, "submitted_by": submitted_by,
+            "metadata": dict(request.metadata)}
 
 
 def _new_step(step_id: str, path: str, iterations: list[int], first_seq: int) -> Doc:
@@ -126,7 +151,12 @@ def _new_step(step_id: str, path: str, iterations: list[int], first_seq: int) ->
 def fold(doc: Doc | None, event: WorkflowEvent) -> Doc:
     """The run's document with ``event`` applied (a new dict; ``doc`` is left as it was)."""
     at = _ms(event.at)
-    run = copy.deepcopy(doc) if doc is not None else _new_run(event, at)
+    run = (copy.deepcopy(doc) if doc is not None
+           else _new_run(event.workflow_run_id, event.workflow_id, at, last_seq=event.seq))
+    if run["workflow_version"] is None and _split_ref(event.workflow_id)[1] is not None:
+        # requested unpinned: every event names the version the engine resolved
+        name, version = _split_ref(event.workflow_id)
+        run.update(workflow_id=name, workflow_version=version, workflow_ref=event.workflow_id)
     run["created_at"] = min(run["created_at"], at)
     run["updated_at"] = max(run["updated_at"], at)
     run["last_seq"] = max(run["last_seq"], event.seq)
@@ -253,6 +283,22 @@ class WorkflowsView:
                 continue
             return
         raise ConflictError(f"workflow run {event.workflow_run_id}: its view kept changing")
+
+    async def requested(self, request: WorkflowRequested, *, submitted_by: str | None) -> None:
+        """Record a run submitted through the API; its events may already have folded in."""
+        try:
+            await self._runs.insert_one(requested_run(request, submitted_by))
+        except DuplicateKeyError:
+            # events came first, or a repeat: the first request's input stays
+            await self._runs.update_one(
+                {"_id": request.workflow_run_id, "input": {"$exists": False}},
+                {"$set": _request_fields(request, submitted_by)})
+
+    async def knows(self, ref: str) -> bool:
+        """Whether a definition of ``ref`` (``name``: any version; ``name@2``: that one) is kept."""
+        name, version = _split_ref(ref)
+        query = {"workflow_id": name} if version is None else {"_id": f"{name}@{version}"}
+        return await self._definitions.find_one(query, projection={"_id": 1}) is not None
 
     async def get(self, workflow_run_id: str) -> Doc | None:
         return await self._runs.find_one({"_id": workflow_run_id})

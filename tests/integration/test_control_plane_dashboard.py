@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium: sign in with a token, watch a run appear and
 complete (run events published as reasoning would), open its timeline; a screenshot
 goes to test-artifacts/dashboard.png. Then a workflow run drawn as its graph, one node
-per step coloured by state, followed until it ends (test-artifacts/dashboard-workflow.png).
+per step coloured by state, approved from its Approve button while it waits, followed until
+it ends (test-artifacts/dashboard-workflow.png); and a workflow started from the Workflows tab.
 
 Needs ``chromium`` and ``chromium-driver`` (Debian packages) and the ``selenium``
 Python package; skipped, saying so, when they are missing.
@@ -26,6 +27,7 @@ from schemas.workflows import StepType, WorkflowDefinition, WorkflowEvent, Workf
 from shared.settings import KafkaSettings, MongoSettings
 from tests.support.control_plane import (
     BOOTSTRAP,
+    by_action,
     running_control_plane,
 )
 
@@ -173,13 +175,19 @@ def node_classes(driver: Any) -> dict[str, set[str]]:
 
 def drive_workflow(base_url: str, waiting_seen: Any, loop: asyncio.AbstractEventLoop,
                    ) -> dict[str, Any]:
-    """Open the workflow run, read its graph while it waits, then again once it has failed."""
+    """Start a workflow from the form; open the waiting run, read its graph, approve it from
+    its button, then read the graph again once it has failed."""
     from selenium.webdriver.common.by import By
 
     with signed_in(base_url) as (driver, wait):
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=nav-workflows]"
                                             ).is_displayed())
         driver.find_element(By.CSS_SELECTOR, "[data-testid=nav-workflows]").click()
+        for field, text in (("wf-start-workflow", "desk"), ("wf-start-input", "from the form")):
+            driver.find_element(By.ID, field).send_keys(text)
+        driver.find_element(By.ID, "wf-start-submit").click()
+        wait.until(lambda d: d.find_element(By.ID, "wf-start-result").text)
+        started = driver.find_element(By.ID, "wf-start-result").text
         row = f'tr[data-workflow-run="{WORKFLOW_RUN}"]'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
         wait.until(lambda d: d.execute_script(
@@ -187,10 +195,16 @@ def drive_workflow(base_url: str, waiting_seen: Any, loop: asyncio.AbstractEvent
         wait.until(lambda d: d.find_elements(
             By.CSS_SELECTOR, '#workflow-graph g.node[data-step="sign-off"].state-awaiting_approval'))
         waiting = node_classes(driver)
+        approve = driver.find_element(By.CSS_SELECTOR, "[data-testid=workflow-approve]")
+        wait.until(lambda d: approve.is_displayed())
+        approve_label = approve.text
+        approve.click()
         loop.call_soon_threadsafe(waiting_seen.set)
         wait.until(lambda d: d.find_elements(
             By.CSS_SELECTOR, '#workflow-graph g.node[data-step="publish"].state-failed'))
         ended = node_classes(driver)
+        buttons_after = [driver.find_element(By.CSS_SELECTOR, f"[data-testid=workflow-{b}]"
+                                             ).is_displayed() for b in ("approve", "cancel")]
         edges = [(e.get_attribute("data-source"), e.get_attribute("data-target"))
                  for e in driver.find_elements(By.CSS_SELECTOR, "#workflow-graph path.edge")]
         labels = {e.get_attribute("data-step"): e.text for e in driver.find_elements(
@@ -199,7 +213,8 @@ def drive_workflow(base_url: str, waiting_seen: Any, loop: asyncio.AbstractEvent
         WORKFLOW_ARTIFACT.parent.mkdir(exist_ok=True)
         driver.save_screenshot(str(WORKFLOW_ARTIFACT))
         return {"waiting": waiting, "ended": ended, "edges": edges, "labels": labels,
-                "title": title}
+                "title": title, "started": started, "approve_label": approve_label,
+                "buttons_after": buttons_after}
 
 
 @needs_chromium
@@ -210,6 +225,9 @@ async def test_dashboard_draws_a_workflow_run_as_its_graph_and_follows_it(
     async with running_control_plane(topics, mongo_settings) as cp:
         publisher, t0 = cp.plane.runtime.publisher, datetime.now(UTC)
         await publisher.publish(WORKFLOWS, DASH_WORKFLOW, message_id="wf-desk@1")
+        async with asyncio.timeout(20):  # the form's start needs the definition seen
+            while not await cp.db.workflow_definitions_view.find_one({"_id": "desk@1"}):  # noqa: ASYNC110 - no change streams on FerretDB
+                await asyncio.sleep(0.05)
 
         async def publish(events: list[tuple[Any, ...]], first_seq: int) -> None:
             for seq, (kind, ms, step, step_type, extra) in enumerate(events, first_seq):
@@ -224,8 +242,22 @@ async def test_dashboard_draws_a_workflow_run_as_its_graph_and_follows_it(
             drive_workflow, f"http://127.0.0.1:{cp.plane.server.port}/", waiting_seen,
             asyncio.get_running_loop()))
         await asyncio.wait_for(waiting_seen.wait(), 60)
+        (approved,) = await cp.wait_audit(1, by_action("workflow.approve",
+                                                       target_id=WORKFLOW_RUN))
         await publish(ENDING, len(WAITING))
         seen = await asyncio.wait_for(browser, 90)
+        started_id = seen["started"].removeprefix("started ")
+        from_form = await cp.db.workflow_runs_view.find_one({"_id": started_id})
+        (submitted,) = await cp.audit_records(by_action("workflow.submit"))
+
+    assert (approved["event"]["outcome"], approved["event"]["details"]["step"]) == (
+        "success", "sign-off")
+    assert seen["approve_label"] == "Approve sign-off"
+    assert seen["buttons_after"] == [False, False]
+    assert started_id.startswith("wr-") and from_form is not None
+    assert (from_form["status"], from_form["input"], from_form["user_id"]) == (
+        "requested", "from the form", "dashboard")
+    assert (submitted["target_id"], submitted["event"]["outcome"]) == (started_id, "success")
 
     def states(classes: dict[str, set[str]]) -> dict[str, str]:
         found = {step: [c for c in cs if c.startswith("state-")] for step, cs in classes.items()}

@@ -1,20 +1,33 @@
 """A real workflow (memory, reasoning, workflows and the scripted model on Kafka and FerretDB)
 seen through the control plane's API as its graph: each step's state and duration, the
-choices made, a wait for an approval, then the end."""
+choices made, a wait for an approval, then the end. Workflows started, approved and
+rejected through the API, each change audited, and the API's refusals."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from schemas.workflows import StepType, WorkflowCommandKind, WorkflowEvent, WorkflowEventKind
+from schemas.codec import decode
+from schemas.envelope import Envelope
+from schemas.topics import WORKFLOWS_REQUESTED
+from schemas.workflows import (
+    StepType,
+    WorkflowCommandKind,
+    WorkflowEvent,
+    WorkflowEventKind,
+    WorkflowRequested,
+)
 from services.control_plane.workflow_view import WorkflowsView, fold
 from shared.settings import KafkaSettings, MongoSettings
 from tests.integration.reasoning_harness import agent
 from tests.integration.workflows_harness import workflow, workflows_stack
-from tests.support.control_plane import Running, running_control_plane
+from tests.support.control_plane import Running, by_action, running_control_plane
+from tests.support.kafka import collect
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +61,14 @@ steps:
   - {id: doubts, type: agent, agent: critic}
   - {id: triage, type: router, agent: classifier, routes: {billing: pay, tech: fix}}
   - {id: pay, type: agent, agent: billing}
+  - {id: fix, type: agent, agent: support, next: sign-off}
+  - {id: sign-off, type: approval, message: "Publish {{steps.fix.output}}?", next: publish}
+  - {id: publish, type: agent, agent: publisher, input: "{{steps.fix.output}}"}
+""")
+
+GATE = workflow("""
+id: gate
+steps:
   - {id: fix, type: agent, agent: support, next: sign-off}
   - {id: sign-off, type: approval, message: "Publish {{steps.fix.output}}?", next: publish}
   - {id: publish, type: agent, agent: publisher, input: "{{steps.fix.output}}"}
@@ -122,6 +143,138 @@ async def test_unknown_runs_are_404_and_reads_need_a_token(
         await _problem(cp, "/api/v1/workflows/runs/wr-nope", 404, cp.auth())
         await _problem(cp, "/api/v1/workflows/runs", 401, {})
         await _problem(cp, "/api/v1/workflows/runs?limit=0", 422, cp.auth())
+
+
+async def _definition_seen(cp: Running, ref: str) -> None:
+    """The control plane reads the definitions topic on its own; a start needs the definition."""
+    async with asyncio.timeout(20):
+        while await cp.db.workflow_definitions_view.find_one({"_id": ref}) is None:  # noqa: ASYNC110 - no change streams on FerretDB
+            await asyncio.sleep(0.05)
+
+
+async def test_a_workflow_started_and_approved_through_the_api_completes_and_is_audited(
+    topics: KafkaSettings, mongo_settings: MongoSettings,
+) -> None:
+    async with workflows_stack(topics, mongo_settings, SCRIPT, AGENTS, [GATE]) as ws, \
+            running_control_plane(topics, mongo_settings) as cp:
+        op_id, op_token = await cp.token("operator", "op")
+        op = cp.auth(op_token)
+        await _definition_seen(cp, "gate@1")
+        run_id = f"wr-api-{uuid.uuid4().hex[:8]}"
+        start = {"workflow_id": "gate", "input": "the printer", "user_id": "u-7",
+                 "workflow_run_id": run_id, "metadata": {"ticket": "T-1"}}
+        started = await cp.http.post("/api/v1/workflows/runs", headers=op, json=start)
+        assert started.status_code == 202, started.text
+        assert started.json() == {"workflow_run_id": run_id, "workflow_id": "gate",
+                                  "status": "requested"}
+        seen = (await cp.http.get(f"/api/v1/workflows/runs/{run_id}", headers=op)).json()
+        assert (seen["input"], seen["user_id"]) == ("the printer", "u-7")
+
+        def fetch() -> Any:
+            return cp.http.get(f"/api/v1/workflows/runs/{run_id}", headers=op)
+
+        waiting = await cp.eventually(fetch, lambda r: r["status"] == "awaiting_approval", 60)
+        assert by_step(waiting)["sign-off"]["message"] == "Publish fixed?"
+        assert waiting["workflow_ref"] == "gate@1" and waiting["graph_known"]
+        approved = await cp.http.post(f"/api/v1/workflows/runs/{run_id}/approve", headers=op,
+                                      json={"step": "sign-off", "reason": "ship it"})
+        assert approved.status_code == 202, approved.text
+        assert (await ws.finished(run_id)).kind.value == "workflow.completed"
+        done = await cp.eventually(fetch, lambda r: r["status"] == "completed")
+        steps = by_step(done)
+        assert {k: n["state"] for k, n in steps.items()} == {
+            "fix": "completed", "sign-off": "completed", "publish": "completed"}
+        assert steps["sign-off"]["approved_by"] == f"token:{op_id}"
+        assert (done["output"], done["input"]) == ("PUBLISHED fixed", "the printer")
+
+        # a repeat of the start is the same run: accepted, nothing new happens
+        again = await cp.http.post("/api/v1/workflows/runs", headers=op, json=start)
+        assert again.status_code == 202, again.text
+        requests = [decode(WorkflowRequested, r.value, Envelope.from_headers(r.headers))
+                    for r in await collect(topics.bootstrap_servers,
+                                           WORKFLOWS_REQUESTED.physical(topics.topic_prefix), 2)]
+        assert [(r.workflow_run_id, r.workflow_id, r.user_id, r.metadata) for r in requests] == [
+            (run_id, "gate", "u-7", {"ticket": "T-1"})] * 2
+
+        # a second run, rejected at its approval: the step fails and so does the run
+        rejected_id = (await cp.http.post("/api/v1/workflows/runs", headers=op, json={
+            "workflow_id": "gate", "version": 1, "input": "the fax", "user_id": "u-7",
+        })).json()["workflow_run_id"]
+        await ws.wait(rejected_id, "workflow.awaiting_approval", "sign-off")
+        await cp.eventually(
+            lambda: cp.http.get(f"/api/v1/workflows/runs/{rejected_id}", headers=op),
+            lambda r: r["status"] == "awaiting_approval")
+        rejected = await cp.http.post(f"/api/v1/workflows/runs/{rejected_id}/reject",
+                                      headers=op, json={"reason": "not today"})
+        assert rejected.status_code == 202, rejected.text
+        ended = await ws.finished(rejected_id)
+        assert ended.kind.value == "workflow.failed" and "not today" in (ended.reason or "")
+        await cp.eventually(
+            lambda: cp.http.get(f"/api/v1/workflows/runs/{rejected_id}", headers=op),
+            lambda r: r["status"] == "failed")
+        late = await _post_problem(cp, f"/api/v1/workflows/runs/{rejected_id}/cancel", {}, 409,
+                                   op)
+        assert "already ended (failed)" in late
+
+        for action, target, count in (("workflow.submit", run_id, 2),
+                                      ("workflow.approve", run_id, 1),
+                                      ("workflow.submit", rejected_id, 1),
+                                      ("workflow.reject", rejected_id, 1)):
+            records = await cp.wait_audit(count, by_action(action, target_id=target))
+            assert len(records) == count, records
+            for record in records:
+                assert record["event"]["outcome"] == "success"
+                assert record["event"]["actor"] == {"kind": "token", "id": op_id}
+                assert record["event"]["target"] == {"kind": "workflow_run", "id": target}
+        (cancel,) = await cp.wait_audit(1, by_action("workflow.cancel", target_id=rejected_id))
+        assert cancel["event"]["outcome"] == "refused"
+        # the workflows service audits the approval it applied, with the same actor
+        (applied,) = await cp.wait_audit(1, by_action("workflow.approved", target_id=run_id))
+        assert applied["event"]["actor"] == {"kind": "token", "id": op_id}
+        # by now the repeated start has long been read: it did not start the run again
+        assert ws.kinds(run_id).count("workflow.started") == 1
+        assert ws.kinds(run_id)[-1] == "workflow.completed"
+
+
+async def test_starts_and_commands_need_an_operator_a_known_workflow_and_a_valid_body(
+    topics: KafkaSettings, mongo_settings: MongoSettings,
+) -> None:
+    async with running_control_plane(topics, mongo_settings) as cp:
+        viewer_id, viewer = await cp.token("viewer", "watcher")
+        start = {"workflow_id": "gate", "input": "x", "user_id": "u-1", "workflow_run_id": "wr-v"}
+        url = "/api/v1/workflows/runs"
+        await _post_problem(cp, url, start, 401, {})
+        refused = await _post_problem(cp, url, start, 403, cp.auth(viewer))
+        assert "below operator" in refused
+        unknown = await _post_problem(cp, url, start | {"workflow_run_id": "wr-u"}, 404,
+                                      cp.auth())
+        assert "no workflow gate" in unknown
+        bad = await _post_problem(cp, url, start | {"input": ""}, 422, cp.auth())
+        assert bad.startswith("body.input")
+        await _post_problem(cp, f"{url}/wr-none/approve", {}, 404, cp.auth())
+        await _post_problem(cp, f"{url}/wr-none/cancel", {"step": "s"}, 422, cp.auth())
+        await _post_problem(cp, f"{url}/wr-none/reject", {}, 403, cp.auth(viewer))
+
+        (r403,) = await cp.wait_audit(1, by_action("workflow.submit", target_id="wr-v"))
+        assert (r403["event"]["outcome"], r403["event"]["actor"]["id"]) == ("refused", viewer_id)
+        (r404,) = await cp.wait_audit(1, by_action("workflow.submit", target_id="wr-u"))
+        assert r404["event"]["outcome"] == "refused" and "no workflow" in r404["event"]["reason"]
+        for action, actor in (("workflow.approve", "bootstrap"), ("workflow.reject", viewer_id)):
+            (record,) = await cp.wait_audit(1, by_action(action, target_id="wr-none"))
+            assert (record["event"]["outcome"], record["event"]["actor"]["id"]) == (
+                "refused", actor)
+        assert await cp.audit_records(by_action("workflow.cancel")) == []  # 422: never reached
+        assert await cp.db.workflow_runs_view.count_documents({}) == 0
+
+
+async def _post_problem(cp: Running, url: str, body: dict[str, Any], status: int,
+                        headers: dict[str, str]) -> str:
+    answer = await cp.http.post(url, json=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    detail: str = answer.json()["detail"]
+    assert detail
+    return detail
 
 
 async def _problem(cp: Running, url: str, status: int, headers: dict[str, str]) -> None:

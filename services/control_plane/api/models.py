@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from schemas.agents import AgentDefinition
 from schemas.base import AgentRef, ContractModel, Id, Metadata, Name, ShortText, Text
@@ -106,12 +106,62 @@ class RunDetail(RunOut):
     timeline: list[TimelineStep]
 
 
+class WorkflowRunSubmit(ContractModel):
+    """What :class:`~schemas.workflows.WorkflowRequested` needs; the rest is defaulted."""
+
+    workflow_id: AgentRef = Field(description="Workflow to run, optionally pinned: 'review@2'.")
+    version: int | None = Field(default=None, ge=1, le=999_999_999,
+                                description="Pin a version (or pin in workflow_id, not both).")
+    input: Text = Field(min_length=1, description="The workflow's input, as {{input}}.")
+    user_id: Id = Field(description="User on whose behalf the steps run.")
+    session_id: Id | None = Field(
+        default=None, description="Base of the steps' sessions (default: the workflow run id).")
+    workflow_run_id: Id | None = Field(default=None,
+                                       description="Idempotency key; a new one if unset.")
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_way_to_pin(self) -> WorkflowRunSubmit:
+        if self.version is not None and "@" in self.workflow_id:
+            raise ValueError("give the version in workflow_id ('review@2') or as version, "
+                             "not both")
+        return self
+
+    def ref(self) -> str:
+        return self.workflow_id if self.version is None else f"{self.workflow_id}@{self.version}"
+
+
+class WorkflowRunSubmitted(_Out):
+    workflow_run_id: str
+    workflow_id: str = Field(description="As requested: pinned if a version was given.")
+    status: str
+
+
+class WorkflowCancelBody(ContractModel):
+    reason: ShortText | None = Field(default=None, description="Why, for the audit trail.")
+
+
+class WorkflowApprovalBody(WorkflowCancelBody):
+    step: ShortText | None = Field(
+        default=None, description="Approval step (id, or path in loops: 'refine.2/check'); "
+                                  "default: the one waiting.")
+
+
+class WorkflowCommandIssued(_Out):
+    command_id: str
+    workflow_run_id: str
+    command: str
+
+
 class WorkflowRunOut(_Out):
     id: str = Field(description="Workflow run id.")
     workflow_id: str = Field(description="Workflow, without its version.")
     workflow_version: int | None = Field(default=None, description="None if it never started.")
     workflow_ref: str | None = None
-    status: str = Field(description="running, awaiting_approval, completed, failed, cancelled.")
+    status: str = Field(description="requested (submitted here, no event yet), running, "
+                                    "awaiting_approval, completed, failed, cancelled.")
+    user_id: str | None = Field(default=None, description="Known for runs submitted here.")
+    input: str | None = Field(default=None, description="Known for runs submitted here.")
     created_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
