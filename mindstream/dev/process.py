@@ -38,7 +38,9 @@ def _start_ticks(pid: int) -> int | None:
         return None
     # The command name may contain spaces and parens; fields resume after the last ')'.
     fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie is as good as dead
+    if fields[0] == "Z" and _threads_left(pid) <= 1:
+        # A zombie is as good as dead once its other threads are gone too: a JVM's
+        # leader turns Z while its threads still hold its sockets and files.
         return None
     return int(fields[19])
 
@@ -54,6 +56,13 @@ def read(run_dir: Path, name: str) -> Tracked | None:
         return Tracked(name, int(raw["pid"]), int(raw["start_ticks"]), Path(raw["log"]))
     except (OSError, ValueError, KeyError):
         return None
+
+
+def _threads_left(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def alive(tracked: Tracked | None) -> bool:

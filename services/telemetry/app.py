@@ -62,8 +62,13 @@ def build_app(
     runtime.indexes(INDEXES)
     runtime.on_start(monitor.start)
     runtime.on_stop(monitor.stop)
-    runtime.consume(RUNS_EVENTS, telemetry.on_run_event)
-    runtime.consume(TOOLS_RESULTS, telemetry.on_tool_result)
+    # Events and tool results only move in-process Prometheus series, which start
+    # from zero with the process anyway; a processed-message ledger would cost two
+    # database round trips per event (most of this service's database load) to
+    # guard against the rare redelivery after a rebalance. Completed runs write
+    # the durable rollups: those stay deduplicated.
+    runtime.consume(RUNS_EVENTS, telemetry.on_run_event, dedupe=False)
+    runtime.consume(TOOLS_RESULTS, telemetry.on_tool_result, dedupe=False)
     runtime.consume(RUNS_COMPLETED, telemetry.on_run_completed)
     runtime.background(monitor.run)
     return TelemetryApp(runtime, telemetry, monitor, rollups)
