@@ -122,6 +122,7 @@ class ServiceRuntime:
         physical_topic: str | None = None,
         from_beginning: bool = True,
         concurrency: int = 1,
+        accepts: Callable[[Any], bool] | None = None,
     ) -> ConsumerPipeline[Message]:
         """Consume ``spec`` through the shared pipeline.
 
@@ -131,13 +132,14 @@ class ServiceRuntime:
         (faster starts, no cross-topic stalls). ``group=None`` reads without a
         consumer group (every replica reads everything: registries built from
         compacted topics); such consumers
-        do not use the processed-message ledger.
+        do not use the processed-message ledger. ``accepts`` (see
+        :class:`ConsumerPipeline`): the messages the handler acts on at all.
         """
         pipeline: ConsumerPipeline[Message] = ConsumerPipeline(
             spec=spec, group=self.group_for(spec) if group == "" or group is None else group,
             handler=handler, publisher=self.publisher,
             ledger=self.ledger if dedupe and group is not None else None,
-            retry=self.retry, observer=self.observer,
+            retry=self.retry, observer=self.observer, accepts=accepts,
         )
         self.subscriptions.append((spec.name, pipeline.group if group is not None else None))
         subscribe(self.broker, pipeline, topic_prefix=self.kafka.topic_prefix,

@@ -33,6 +33,11 @@ class BenchConfig:
     latency_gap_s: float = 0.05  # pause between runs measured one at a time
     db_profile: bool = True  # count each service's database commands (bench/dbprofile)
     descend_steps: int = 3  # if the first rate is too much, halve it up to this many times
+    # Each service its own database, as the architecture has it (no service reads another's
+    # collections). On MongoDB this changes nothing; on FerretDB/SQLite a database is one
+    # file with one writer at a time, so one shared database queues every service's writes
+    # behind the others' (after-reply work included). False: one database for all.
+    db_per_service: bool = True
 
     def __post_init__(self) -> None:
         if not self.rates or any(r <= 0 for r in self.rates) or list(self.rates) != sorted(self.rates):

@@ -56,14 +56,15 @@ class CriticalPath:
 # client -> memory -> reasoning -> client. Round trips a run causes in the handlers on
 # its path (a few, like the ledger mark, follow the publish but hold up the partition):
 # memory: session, memories (reads; it keeps no ledger for requests).
-# reasoning on RunReady: ledger seen, run get (reads); run insert, ledger mark (inserts);
-# outbox clear, model-call claim, save after the model, outbox clear (updates).
-ANSWER_PATH = CriticalPath(hops=3, reads=4, inserts=2, updates=4)
+# reasoning on RunReady: ledger seen (read); run insert (no read first), ledger mark
+# (inserts); model-call claim (it also clears the published outbox), save after the
+# model, outbox clear (updates).
+ANSWER_PATH = CriticalPath(hops=3, reads=3, inserts=2, updates=3)
 # client -> memory -> reasoning -> tools -> reasoning -> client. As above, plus tools:
 # call ledger start and result (2 inserts); reasoning on the result: ledger seen, run get
-# (reads), save and clear, claim, save and clear after the second model call (5 updates),
+# (reads), save, claim (clears), save and clear after the second model call (4 updates),
 # ledger mark (insert).
-TOOL_PATH = CriticalPath(hops=5, reads=6, inserts=5, updates=9)
+TOOL_PATH = CriticalPath(hops=5, reads=5, inserts=5, updates=7)
 
 
 async def _make_topics(bootstrap: str, names: list[str]) -> None:

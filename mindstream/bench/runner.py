@@ -84,6 +84,8 @@ def _header(config: BenchConfig, paths: BenchPaths, now: datetime, mongo_build: 
             "tool": "noop (returns at once)",
             "producer": f"acks=all, idempotence on, linger {paths.linger_ms} ms (services and floor alike)",
             "consumer": "offset committed after the effect (services and floor alike)",
+            "databases": "one per service (no service reads another's collections)"
+                         if config.db_per_service else "one shared by every service",
             "service_defaults": _service_defaults(),
         },
     }
@@ -95,7 +97,7 @@ async def _phases(report: dict[str, Any], stack: BenchStack, paths: BenchPaths, 
     report["floor"] = await measure_floor(paths, config, say)
 
     say(f"phase: start services (1 per service, {config.partitions} partitions)")
-    layout = Layout.fresh(tag, "a", config.partitions)
+    layout = Layout.fresh(tag, "a", config.partitions, db_per_service=config.db_per_service)
     layouts.append(layout)
     report["throughput"] = await throughput_phase(
         stack, paths, config, layout, 1, say, floor=report["floor"], report=report)
@@ -106,7 +108,8 @@ async def _phases(report: dict[str, Any], stack: BenchStack, paths: BenchPaths, 
         return
     say(f"phase: scaling (restart with {config.scaling_replicas} per service, "
         f"{config.scaling_partitions} partitions)")
-    layout = Layout.fresh(tag, "b", config.scaling_partitions)
+    layout = Layout.fresh(tag, "b", config.scaling_partitions,
+                          db_per_service=config.db_per_service)
     layouts.append(layout)
     report["scaling"] = await throughput_phase(
         stack, paths, config, layout, config.scaling_replicas, say, floor=None, report=report)

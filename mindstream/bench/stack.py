@@ -53,11 +53,22 @@ class Layout:
     prefix: str
     database: str
     partitions: int
+    db_per_service: bool = False  # services get ``<database>_<service>`` each
 
     @classmethod
-    def fresh(cls, stamp: str, phase: str, partitions: int) -> Layout:
+    def fresh(cls, stamp: str, phase: str, partitions: int, *, db_per_service: bool = False) -> Layout:
         tag = f"{stamp}{phase}{uuid.uuid4().hex[:4]}"
-        return cls(prefix=f"bench{tag}.", database=f"bench_{tag}", partitions=partitions)
+        return cls(prefix=f"bench{tag}.", database=f"bench_{tag}", partitions=partitions,
+                   db_per_service=db_per_service)
+
+    def database_of(self, service: str) -> str:
+        """The database ``service`` keeps its collections in on this layout."""
+        if not self.db_per_service:
+            return self.database
+        return f"{self.database}_{re.sub(r'[^A-Za-z0-9]', '', service)}"
+
+    def databases(self) -> list[str]:
+        return sorted({self.database, *(self.database_of(s) for s in services.SERVICES)})
 
 
 @dataclass
@@ -186,7 +197,8 @@ class BenchStack:
         try:
             for replica in range(1, replicas + 1):
                 for name in names:
-                    env = {**base, services.port_env_var(name): str(free_port())}
+                    env = {**base, services.port_env_var(name): str(free_port()),
+                           "MINDSTREAM_DB": layout.database_of(name)}
                     if name == "control-plane":  # its API and its probes each take a port
                         env.setdefault("MINDSTREAM_CONTROL_PLANE_HTTP_PORT", str(free_port()))
                         env.setdefault("MINDSTREAM_CONTROL_PLANE_PROBE_PORT", str(free_port()))
@@ -238,7 +250,8 @@ class BenchStack:
             await admin.close()
         client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
             self.mongo_uri, serverSelectionTimeoutMS=5000)
-        with contextlib.suppress(Exception):
-            await client.drop_database(layout.database)
+        for database in layout.databases():
+            with contextlib.suppress(Exception):
+                await client.drop_database(database)
         await client.close()
 

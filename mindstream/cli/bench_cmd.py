@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench.add_argument("--no-scaling", action="store_true", help="skip the two-replica phase")
     bench.add_argument("--no-db-profile", action="store_true",
                        help="do not count the services' database commands")
+    bench.add_argument("--shared-database", action="store_true",
+                       help="one database for every service (default: one per service)")
     bench.set_defaults(handler=_bench)
 
 
@@ -59,7 +61,8 @@ def _bench(args: argparse.Namespace) -> int:
         config = base.with_overrides(bound_ms=args.bound_ms, rates=_rates(args.rates),
                                      step_s=args.step_seconds,
                                      scaling=False if args.no_scaling else None,
-                                     db_profile=False if args.no_db_profile else None)
+                                     db_profile=False if args.no_db_profile else None,
+                                     db_per_service=False if args.shared_database else None)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     settings = DevSettings()

@@ -268,18 +268,24 @@ class MemoryStore:
         return _session(doc) if doc is not None else None
 
     async def ensure_session(self, session_id: str, *, user_id: str, now: datetime) -> SessionState:
-        """The session's state, created on first use (concurrent creators agree)."""
+        """The session's state, created on first use (concurrent creators agree).
+
+        A session this call created is the document it inserted: no read back.
+        """
         state = await self.get_session(session_id)
         if state is not None:
             return state
+        doc: Doc = {
+            "_id": session_id, "user_id": user_id, "summary": None,
+            "summarized_through": 0, "next_seq": 0, "tail": [], "recent_runs": [],
+            "version": 0, "created_at": now,
+        }
         try:
-            await self._sessions.insert_one({
-                "_id": session_id, "user_id": user_id, "summary": None,
-                "summarized_through": 0, "next_seq": 0, "tail": [], "recent_runs": [],
-                "version": 0, "created_at": now,
-            })
+            await self._sessions.insert_one(doc)
         except DuplicateKeyError:
-            pass  # another writer created it first
+            pass  # another writer created it first: read what it wrote
+        else:
+            return _session(doc)
         state = await self.get_session(session_id)
         if state is None:  # pragma: no cover - only if deleted concurrently
             raise ConflictError(f"session {session_id} vanished while being created")
@@ -342,7 +348,7 @@ class MemoryStore:
         await self._fill(docs[1:], run_id)
         new = [StoredMessage(d["seq"], run_id, d["idx"], _chat(session_id, d["seq"], d))
                for d in docs]
-        state = await self._cache(session_id, new, (run_id, start, size), at)
+        state = await self._cache(session_id, new, (run_id, start, size), at, known=state)
         learned = False
         if not created:
             head = await self._messages.find_one({"_id": _mid(session_id, start)}, {"learned": 1})
@@ -402,12 +408,16 @@ class MemoryStore:
 
     async def _cache(
         self, session_id: str, new: list[StoredMessage], run: tuple[str, int, int],
-        at: datetime, attempts: int = 8,
+        at: datetime, attempts: int = 8, *, known: SessionState | None = None,
     ) -> SessionState:
-        """Merge a recorded turn into the session's cached tail and ``next_seq`` hint."""
+        """Merge a recorded turn into the session's cached tail and ``next_seq`` hint.
+
+        ``known``: the state the caller read moments ago; the first attempt writes
+        against its version (a stale one is a conflict, and the next attempt reads).
+        """
         run_id, start, size = run
         for _ in range(attempts):
-            state = await self.get_session(session_id)
+            state, known = known or await self.get_session(session_id), None
             if state is None:  # pragma: no cover - sessions are never deleted
                 raise ConflictError(f"session {session_id} vanished")
             have = {m.seq for m in state.tail}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from schemas.topics import (
     TopicSpec,
 )
 from services.reasoning.agents import AgentBook
-from services.reasoning.handlers import Reasoner, ReasonerConfig
+from services.reasoning.handlers import Reasoner, ReasonerConfig, is_child_completion
 from services.reasoning.model import ModelClient
 from services.reasoning.protection import protect
 from services.reasoning.settings import ReasoningSettings, model_config_for
@@ -26,6 +25,7 @@ from services.reasoning.store import INDEXES, AgentVersionStore, RunStore
 from services.reasoning.toolbox import ToolCatalog
 from shared.agent_registry import AgentRegistry
 from shared.kafka.consumer import Handler
+from shared.pacing import run_paced
 from shared.service import ServiceRuntime
 from shared.settings import KafkaSettings, MongoSettings
 
@@ -75,24 +75,29 @@ def assemble(
     async def load_agents() -> None:
         await book.start(kafka)
 
+    async def sweep_once() -> None:
+        swept = await reasoner.sweep()
+        if swept:
+            log.info("deadline sweeper failed %d run(s)", swept)
+
     async def sweep_forever() -> None:
-        while True:
-            swept = await reasoner.sweep()
-            if swept:
-                log.info("deadline sweeper failed %d run(s)", swept)
-            await asyncio.sleep(settings.sweep_interval_s)
+        # Paced by its own duration: on FerretDB its query scans every run stored.
+        await run_paced(sweep_once, interval_s=settings.sweep_interval_s,
+                        max_share=settings.sweep_max_share)
 
     runtime.on_start(load_agents)
     runtime.consume(AGENTS, book.handle, group=None)
     protect(reasoner, runtime, settings)  # overload protection and the operating mode
-    inputs: list[tuple[TopicSpec, Handler[Any]]] = [
-        (RUNS_READY, reasoner.on_ready),
-        (TOOLS_RESULTS, reasoner.on_tool_result),
-        (RUNS_COMMANDS, reasoner.on_command),
-        (RUNS_COMPLETED, reasoner.on_run_completed),
+    inputs: list[tuple[TopicSpec, Handler[Any], Callable[[Any], bool] | None]] = [
+        (RUNS_READY, reasoner.on_ready, None),
+        (TOOLS_RESULTS, reasoner.on_tool_result, None),
+        (RUNS_COMMANDS, reasoner.on_command, None),
+        # Every run's completion passes here; only a child's concerns reasoning (its
+        # parent), so the others skip the processed-message ledger's two round trips.
+        (RUNS_COMPLETED, reasoner.on_run_completed, is_child_completion),
     ]
-    for spec, handler in inputs:
-        runtime.consume(spec, handler, concurrency=settings.consumer_concurrency)
+    for spec, handler, accepts in inputs:
+        runtime.consume(spec, handler, concurrency=settings.consumer_concurrency, accepts=accepts)
     runtime.background(sweep_forever)
     runtime.on_stop(model.aclose)
     return ReasoningApp(runtime, reasoner, book, model)

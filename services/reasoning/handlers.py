@@ -106,7 +106,7 @@ from shared.errors import ConflictError, PermanentError
 from shared.kafka.consumer import Delivery
 from shared.kafka.publisher import Outgoing, Publisher
 
-__all__ = ["Reasoner", "ReasonerConfig", "guardrail_policy", "tool_label"]
+__all__ = ["Reasoner", "ReasonerConfig", "guardrail_policy", "is_child_completion", "tool_label"]
 
 log = logging.getLogger("mindstream.reasoning")
 
@@ -136,6 +136,11 @@ def guardrail_policy(agent: AgentDefinition) -> GuardrailPolicy:
     return GuardrailPolicy(
         injection=g.prompt_injection.value, pii=g.pii.value, output_pii=g.output_pii.value
     )
+
+
+def is_child_completion(msg: RunCompleted) -> bool:
+    """The only completions reasoning acts on: a child run's, which answers its parent."""
+    return msg.parent_run_id is not None
 
 
 def _ref(run: RunState) -> str:
@@ -235,6 +240,9 @@ class Reasoner:
         self.clock = clock
         self.instance = uuid.uuid4().hex  # owner id of this process's model-call claims
         self._calling: set[str] = set()  # runs whose model call this process has in flight
+        # run id -> the version whose stored outbox is published but not yet cleared
+        # (see _flush): the next versioned write of the run clears it for free.
+        self._sent: dict[str, int] = {}
 
     # -- persistence and publication ------------------------------------------------------
 
@@ -267,20 +275,41 @@ class Reasoner:
                         exc_info=error)
 
     async def _flush(self, run: RunState, outbox: list[OutboxItem],
-                     caused_by: Envelope | None) -> RunState:
+                     caused_by: Envelope | None, *, defer_clear: bool = False) -> RunState:
+        """Publish the stored outbox of ``run``, then clear it.
+
+        ``defer_clear``: the caller drives the run on at once (:meth:`_drive`), whose
+        model-call claim is a versioned write of this very version anyway; that write
+        clears the outbox too, which saves the clearing round trips (two on FerretDB).
+        If no such write comes, :meth:`_drive` clears it before returning. Either way
+        the clear follows the publish, as before; a crash in between leaves the outbox
+        to be re-published with the same ids, as before.
+        """
         if outbox:
             await self._publish(outbox, caused_by, run.run_id)
-            await self.store.clear_outbox(run.run_id, run.version)
+            if defer_clear:
+                self._sent[run.run_id] = run.version
+            else:
+                await self.store.clear_outbox(run.run_id, run.version)
         return run
 
+    async def _settle_outbox(self, run_id: str) -> None:
+        """Clear an outbox whose clearing was deferred and that no write has cleared since
+        (version-checked: a newer version's outbox is never touched)."""
+        version = self._sent.pop(run_id, None)
+        if version is not None:
+            await self.store.clear_outbox(run_id, version)
+
     async def _commit(self, old: RunState, new: RunState, step: Step,
-                      caused_by: Envelope | None) -> RunState:
+                      caused_by: Envelope | None, *, defer_clear: bool = False) -> RunState:
         """Persist ``new`` with the step's messages, then publish them (rule 2)."""
         new.seq, new.step = step.seq, step.number
         new.updated_at = step.now
         new.model_claim = None  # a step was taken: whatever claim led to it is spent
         saved = await self.store.save(old.version, new, step.items)
-        await self._flush(saved, step.items, caused_by)
+        if self._sent.get(saved.run_id, saved.version) < saved.version:
+            del self._sent[saved.run_id]  # that outbox was replaced by this write
+        await self._flush(saved, step.items, caused_by, defer_clear=defer_clear)
         return saved
 
     async def _load(self, run_id: str, caused_by: Envelope | None) -> RunState | None:
@@ -355,10 +384,9 @@ class Reasoner:
 
     async def on_ready(self, delivery: Delivery[RunReady]) -> None:
         ready, caused_by = delivery.message, delivery.envelope
-        existing = await self._load(ready.run_id, caused_by)
-        if existing is not None:
-            await self._drive(existing, caused_by)  # a repeat: no-op unless a crash cut a step
-            return
+        # A new run is the common case: insert it straight away (the run id is the key)
+        # instead of reading first. A repeat's insert fails on the key and the stored run
+        # is loaded and driven instead: a no-op unless a crash cut a step.
         run = await self._create(ready, caused_by)
         if run is not None:
             await self._drive(run, caused_by)
@@ -436,12 +464,22 @@ class Reasoner:
         if not await self.store.create(new, step.items):
             # Another delivery created it first; continue from what it stored.
             return await self._load(new.run_id, caused_by)
-        await self._flush(new, step.items, caused_by)
+        await self._flush(new, step.items, caused_by, defer_clear=True)  # _drive follows
         return new
 
     # -- the loop ---------------------------------------------------------------------------
 
     async def _drive(self, run: RunState, caused_by: Envelope | None) -> None:
+        try:
+            await self._drive_steps(run, caused_by)
+        except BaseException:
+            # Not cleared: the stored outbox is re-published (same ids) by the redelivery
+            # or the sweeper, exactly as after a crash between publish and clear.
+            self._sent.pop(run.run_id, None)
+            raise
+        await self._settle_outbox(run.run_id)
+
+    async def _drive_steps(self, run: RunState, caused_by: Envelope | None) -> None:
         for _ in range(run.limits.max_model_calls + 2):
             if run.terminal:
                 return
@@ -486,12 +524,17 @@ class Reasoner:
         claimed = run.model_copy(deep=True)
         claimed.model_claim = ModelClaim(
             owner=self.instance, until=now + timedelta(seconds=self.config.model_claim_s))
+        # An outbox of this version that was already published is cleared by this write.
+        sent = self._sent.get(run.run_id) == run.version
         self._calling.add(run.run_id)  # before the write: no window for a second claim here
         try:
-            return await self.store.save(run.version, claimed, None)
+            saved = await self.store.save(run.version, claimed, [] if sent else None)
         except BaseException:
             self._calling.discard(run.run_id)
             raise
+        if sent:
+            self._sent.pop(run.run_id, None)
+        return saved
 
     async def _keep_claim(self, claimed: RunState) -> None:
         """Renew the lease while the call runs; stops once the run has moved on."""
@@ -730,14 +773,14 @@ class Reasoner:
                        data={"call_id": event.call_id, "ok": event.ok})
         step.event(RunEventKind.TOOL_COMPLETED, call_id=event.call_id, tool=tool_label(call.tool),
                    data=data)
-        saved = await self._commit(run, new, step, caused_by)
+        saved = await self._commit(run, new, step, caused_by, defer_clear=True)
         await self._drive(saved, caused_by)
 
     # -- runs.completed (children) ---------------------------------------------------------
 
     async def on_run_completed(self, delivery: Delivery[RunCompleted]) -> None:
         msg, caused_by = delivery.message, delivery.envelope
-        if msg.parent_run_id is None:
+        if not is_child_completion(msg) or msg.parent_run_id is None:
             return
         parent = await self._load(msg.parent_run_id, caused_by)
         if parent is None or parent.terminal:
@@ -789,7 +832,7 @@ class Reasoner:
             step.event(RunEventKind.RUN_RESUMED, call_id=call_id, tool=call.tool,
                        data={"approved_by": who})
             self._send_call(step, new, call_id, approved_by=cmd.actor)
-            saved = await self._commit(run, new, step, caused_by)
+            saved = await self._commit(run, new, step, caused_by, defer_clear=True)
             await self._drive(saved, caused_by)
             return
         reason = f"tool call '{call.tool}' rejected by {who}" + (

@@ -53,6 +53,11 @@ class ReasoningSettings(BaseSettings):
     delta_flush_ms: float = Field(default=50.0, ge=0, description="model.delta batching window")
     delta_flush_chars: int = Field(default=32, ge=1, description="flush deltas at this size")
     sweep_interval_s: float = Field(default=1.0, gt=0, description="deadline sweeper period")
+    sweep_max_share: float = Field(
+        default=0.05, gt=0, le=1,
+        description="the sweeper waits long enough to take at most this share of the time "
+        "(its query scans the collection on FerretDB)",
+    )
     outbox_redrive_after_s: float = Field(
         default=10.0, gt=0, description="re-publish an outbox left unpublished this long"
     )

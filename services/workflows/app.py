@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +17,16 @@ from schemas.topics import (
     TopicSpec,
 )
 from services.workflows.definitions import WorkflowBook
-from services.workflows.handlers import Orchestrator, OrchestratorConfig
+from services.workflows.handlers import (
+    Orchestrator,
+    OrchestratorConfig,
+    is_step_completion,
+    is_step_result,
+)
 from services.workflows.settings import WorkflowsSettings
 from services.workflows.store import INDEXES, WorkflowRunStore, WorkflowVersionStore
 from shared.kafka.consumer import Handler
+from shared.pacing import run_paced
 from shared.service import ServiceRuntime
 from shared.settings import KafkaSettings, MongoSettings
 
@@ -61,23 +66,28 @@ def assemble(
     async def load_definitions() -> None:
         await book.start(kafka)
 
+    async def sweep_once() -> None:
+        swept = await orchestrator.sweep()
+        if swept:
+            log.info("deadline sweeper failed %d workflow run(s)", swept)
+
     async def sweep_forever() -> None:
-        while True:
-            swept = await orchestrator.sweep()
-            if swept:
-                log.info("deadline sweeper failed %d workflow run(s)", swept)
-            await asyncio.sleep(settings.sweep_interval_s)
+        # Paced by its own duration: on FerretDB its queries scan every workflow run stored.
+        await run_paced(sweep_once, interval_s=settings.sweep_interval_s,
+                        max_share=settings.sweep_max_share)
 
     runtime.on_start(load_definitions)
     runtime.consume(WORKFLOWS, book.handle, group=None)
-    inputs: list[tuple[TopicSpec, Handler[Any]]] = [
-        (WORKFLOWS_REQUESTED, orchestrator.on_requested),
-        (WORKFLOWS_COMMANDS, orchestrator.on_command),
-        (RUNS_COMPLETED, orchestrator.on_run_completed),
-        (TOOLS_RESULTS, orchestrator.on_tool_result),
+    # Every run's completion and every tool result pass here; only those of workflow
+    # steps concern this service, so the others skip the processed-message ledger.
+    inputs: list[tuple[TopicSpec, Handler[Any], Callable[[Any], bool] | None]] = [
+        (WORKFLOWS_REQUESTED, orchestrator.on_requested, None),
+        (WORKFLOWS_COMMANDS, orchestrator.on_command, None),
+        (RUNS_COMPLETED, orchestrator.on_run_completed, is_step_completion),
+        (TOOLS_RESULTS, orchestrator.on_tool_result, is_step_result),
     ]
-    for spec, handler in inputs:
-        runtime.consume(spec, handler, concurrency=settings.consumer_concurrency)
+    for spec, handler, accepts in inputs:
+        runtime.consume(spec, handler, concurrency=settings.consumer_concurrency, accepts=accepts)
     runtime.background(sweep_forever)
     return WorkflowsApp(runtime, orchestrator, book)
 

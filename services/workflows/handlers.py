@@ -36,9 +36,19 @@ from shared.errors import ConflictError
 from shared.kafka.consumer import Delivery
 from shared.kafka.publisher import Publisher
 
-__all__ = ["Orchestrator", "OrchestratorConfig"]
+__all__ = ["Orchestrator", "OrchestratorConfig", "is_step_completion", "is_step_result"]
 
 log = logging.getLogger("mindstream.workflows")
+
+
+def is_step_completion(msg: RunCompleted) -> bool:
+    """Whether a run completion is a workflow step's (most completions are not ours)."""
+    return msg.run_id.startswith(RUN_ID_PREFIX)
+
+
+def is_step_result(msg: ToolResult) -> bool:
+    """Whether a tool result answers a workflow step's call."""
+    return msg.call_id.startswith(RUN_ID_PREFIX)
 
 Step = Callable[[Engine], WorkflowState]
 
@@ -140,7 +150,7 @@ class Orchestrator:
 
     async def on_run_completed(self, delivery: Delivery[RunCompleted]) -> None:
         msg = delivery.message
-        if not msg.run_id.startswith(RUN_ID_PREFIX):
+        if not is_step_completion(msg):
             return  # not a workflow step: most completions are not ours
         owner = await self.store.owner_of(msg.run_id)
         if owner is None:
@@ -155,7 +165,7 @@ class Orchestrator:
 
     async def on_tool_result(self, delivery: Delivery[ToolResult]) -> None:
         msg = delivery.message
-        if not msg.call_id.startswith(RUN_ID_PREFIX):
+        if not is_step_result(msg):
             return
         owner = await self.store.owner_of(msg.call_id)
         if owner is None:

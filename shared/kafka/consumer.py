@@ -5,6 +5,9 @@ Architecture rules 1, 3 and 5 in one place, so no service writes its own:
 * the envelope and body are validated first; an invalid message goes to
   ``<topic>.dlq`` at once with the reason, source topic, partition and offset
   in headers, and consumption goes on with the next message;
+* a message the consumer does not take (its ``accepts`` predicate, e.g. a
+  completion of a run that is not a child run) is committed at once: no
+  handler, and no ledger round trips for a message that has no effect;
 * a message whose id is in the processed-message ledger is skipped (it was
   handled before a crash lost the commit);
 * the handler runs; a :class:`~shared.errors.PermanentError` dead-letters the
@@ -26,9 +29,10 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -58,6 +62,7 @@ __all__ = [
     "Delivery",
     "Outcome",
     "PipelineObserver",
+    "release_drained_partition",
     "subscribe",
 ]
 
@@ -88,6 +93,7 @@ class Outcome(StrEnum):
     HANDLED = "handled"
     DUPLICATE = "duplicate"
     DEAD_LETTERED = "dead_lettered"
+    NOT_ACCEPTED = "not_accepted"
 
 
 class PipelineObserver:
@@ -113,7 +119,11 @@ class ConsumerPipeline(Generic[M]):
         retry: RetryPolicy = DEFAULT_RETRY,
         observer: PipelineObserver | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        accepts: Callable[[M], bool] | None = None,
     ) -> None:
+        """``accepts``: which valid messages the handler acts on at all. Others are
+        committed without the handler or the ledger, so the predicate must hold for
+        every message the handler would change anything for (pure, no I/O)."""
         self.spec = spec
         self.group = group
         self._handler = handler
@@ -122,6 +132,7 @@ class ConsumerPipeline(Generic[M]):
         self._retry = retry
         self._observer = observer or PipelineObserver()
         self._sleep = sleep
+        self._accepts = accepts
 
     async def process(self, record: ConsumerRecord[Any, Any]) -> Outcome:
         """Process one record. Raises only when the record must not be committed."""
@@ -133,6 +144,8 @@ class ConsumerPipeline(Generic[M]):
         except ContractError as exc:
             await self._dead_letter(record, "contract", str(exc))
             return Outcome.DEAD_LETTERED
+        if self._accepts is not None and not self._accepts(message):
+            return Outcome.NOT_ACCEPTED
         if self._ledger is not None and await self._ledger.seen(envelope.id):
             self._observer.duplicate(topic)
             return Outcome.DUPLICATE
@@ -191,6 +204,45 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+@runtime_checkable
+class _Seekable(Protocol):
+    """What :func:`release_drained_partition` needs of an ``AIOKafkaConsumer``."""
+
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+
+
+def release_drained_partition(consumer: object, record: ConsumerRecord[Any, Any]) -> bool:
+    """Let the fetcher poll ``record``'s partition again while ``record`` is handled.
+
+    aiokafka keeps a partition's fetched batch until the *next* ``getone`` finds it
+    empty, i.e. until the handler of its last record has returned. If that takes
+    longer than the fetcher's prefetch backoff (100 ms), the fetcher sends a long
+    poll for the consumer's *other* partitions meanwhile, and the drained partition
+    cannot join it: the next message on it -- typically the next step of the same
+    session -- waits until that poll returns, up to ``fetch_max_wait_ms`` (500 ms).
+    That was the 200-580 ms tail of one-at-a-time runs.
+
+    When ``record`` is the newest record the consumer knows of on its partition,
+    seeking to the position the consumer is at anyway drops the empty batch at
+    once, so the next long poll includes the partition. It changes neither the
+    position nor what is committed (commit-after-effect is untouched). With more
+    records known (a backlog, already prefetched) nothing is done: they are next.
+    Returns whether the partition was released.
+    """
+    if not isinstance(consumer, _Seekable):
+        return False
+    tp = TopicPartition(record.topic, record.partition)
+    try:
+        highwater = consumer.highwater(tp)
+        if highwater is None or record.offset + 1 < highwater:
+            return False
+        consumer.seek(tp, record.offset + 1)
+    except (IllegalStateError, AssertionError):  # revoked by a rebalance meanwhile
+        return False
+    return True
+
+
 async def _keep_raw(msg: KafkaMessage) -> Any:
     """Leave decoding to the pipeline, which dead-letters what FastStream would choke on."""
     return msg.body
@@ -234,6 +286,7 @@ def subscribe(
 
     @subscriber  # type: ignore[untyped-decorator]
     async def consume(msg: KafkaMessage) -> None:
+        release_drained_partition(msg.consumer, msg.raw_message)
         try:
             await pipeline.process(msg.raw_message)
         except Exception:

@@ -26,3 +26,11 @@ def test_bench_is_a_registered_command() -> None:
     args = build_parser().parse_args(["bench", "--quick", "--no-scaling", "--bound-ms", "100"])
     assert args.handler is bench_cmd._bench
     assert (args.quick, args.no_scaling, args.bound_ms) == (True, True, 100.0)
+
+
+def test_shared_database_is_a_flag_and_per_service_the_default() -> None:
+    from mindstream.bench import FULL, QUICK, SMOKE
+
+    assert build_parser().parse_args(["bench", "--shared-database"]).shared_database
+    assert not build_parser().parse_args(["bench"]).shared_database
+    assert FULL.db_per_service and QUICK.db_per_service and SMOKE.db_per_service

@@ -25,8 +25,11 @@ class MemoryRunStore:
     def __init__(self) -> None:
         self.docs: dict[str, tuple[str, int, list[OutboxItem], datetime]] = {}
         self.writes = 0
+        self.clears = 0  # clear_outbox calls: a round trip each (two on FerretDB)
+        self.gets = 0
 
     async def get(self, run_id: str) -> StoredRun | None:
+        self.gets += 1
         found = self.docs.get(run_id)
         if found is None:
             return None
@@ -56,6 +59,7 @@ class MemoryRunStore:
         return state
 
     async def clear_outbox(self, run_id: str, version: int) -> None:
+        self.clears += 1
         body, v, _outbox, at = self.docs[run_id]
         if v == version:
             self.docs[run_id] = (body, v, [], at)

@@ -160,6 +160,42 @@ async def test_a_tool_round_trip_completes_with_events_in_seq_order(rig: Rig) ->
                            "model.completed", "run.completed"]
 
 
+async def test_an_outbox_published_before_a_model_call_is_cleared_by_the_claim(rig: Rig) -> None:
+    """Saved round trips: the claim that follows a published step clears its outbox in the
+    same write; only the steps nothing follows (awaiting tools, the end) clear on their own."""
+    await rig.start("calc", "compute 6*7")
+    assert rig.store.gets == 0  # a new run is inserted without reading first
+    assert rig.store.outbox("run-1") == [] and rig.store.clears == 1  # awaiting the tool
+    (call,) = rig.publisher.of(ToolCall)
+    await rig.answer(call, {"result": 42})
+    assert rig.completed().status is RunStatus.COMPLETED
+    assert rig.store.outbox("run-1") == [] and rig.store.clears == 2  # was 4
+    assert rig.reasoner._sent == {}
+
+
+async def test_a_claim_that_loses_leaves_the_published_outbox_for_the_redelivery(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_save = rig.store.save
+
+    async def contested(expected: int, state: Any, outbox: Any) -> Any:
+        if state.model_claim is not None:
+            raise ConflictError("another writer won (test)")
+        return await real_save(expected, state, outbox)
+
+    monkeypatch.setattr(rig.store, "save", contested)
+    ready = rig.ready("calc", "compute 1+2")
+    with pytest.raises(ConflictError):
+        await rig.reasoner.on_ready(delivery(ready))
+    published = [s.message_id for s in rig.publisher.sent]
+    assert [i.id for i in rig.store.outbox("run-1")] == published  # not cleared: not claimed
+    assert rig.reasoner._sent == {}
+    monkeypatch.setattr(rig.store, "save", real_save)
+    await rig.reasoner.on_ready(delivery(ready))  # the redelivery re-publishes, then goes on
+    assert [s.message_id for s in rig.publisher.sent][len(published):2 * len(published)] == published
+    assert rig.publisher.of(ToolCall) and rig.store.outbox("run-1") == []
+
+
 async def test_a_crash_between_persist_and_publish_republishes_the_same_ids(rig: Rig) -> None:
     rig.publisher.fail_after = 2  # run.started + its audit go out; the model step's do not
     ready = rig.ready("calc", "compute 1+2")

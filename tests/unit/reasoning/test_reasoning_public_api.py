@@ -67,7 +67,8 @@ SURFACE = {
         "next_step",
         "transition",
     ],
-    "services.reasoning.handlers": ["Reasoner", "ReasonerConfig", "guardrail_policy", "tool_label"],
+    "services.reasoning.handlers": ["Reasoner", "ReasonerConfig", "guardrail_policy",
+                                    "is_child_completion", "tool_label"],
     "services.reasoning.toolbox": [
         "DELEGATE_TOOL",
         "ROUTE_TOOL",
