@@ -13,6 +13,7 @@ or replayed message changes nothing:
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from schemas.agents import AgentDefinition
 from schemas.runs import RunCompleted, RunEvent, RunEventKind, RunRequested
 from services.control_plane.store import AGENTS_VIEW, RUN_EVENTS_VIEW, RUNS_VIEW, SESSIONS_VIEW
 from shared.kafka.consumer import Delivery
-from shared.mongo import Doc, update_by_id
+from shared.mongo import Doc, document_lock, update_by_id
 
 __all__ = ["TERMINAL", "AgentsView", "RunsView", "status_of"]
 
@@ -110,8 +111,19 @@ class RunsView:
         self._events = db[RUN_EVENTS_VIEW]
         self._sessions = db[SESSIONS_VIEW]
 
+    def _writer(self, run_id: str) -> asyncio.Lock:
+        """One writer per run in this process. A run's events, its completion (another
+        topic, another consumer) and the API's submission all write its document; on
+        FerretDB each write reads and rewrites the whole document, so two at once can
+        lose one of them (an event's ``$max`` undoing the completion's status)."""
+        return document_lock(self._db.name, f"{RUNS_VIEW}#writer", run_id)
+
     async def requested(self, request: RunRequested, *, submitted_by: str | None) -> None:
         """The control plane's own submission: it knows the user and input."""
+        async with self._writer(request.run_id):
+            await self._requested(request, submitted_by)
+
+    async def _requested(self, request: RunRequested, submitted_by: str | None) -> None:
         await self._ensure(request.run_id, request.session_id, request.agent_id,
                            request.requested_at)
         await self._runs.update_one({"_id": request.run_id}, {"$set": {
@@ -133,6 +145,10 @@ class RunsView:
             upsert=True)
 
     async def event(self, event: RunEvent) -> None:
+        async with self._writer(event.run_id):
+            await self._event(event)
+
+    async def _event(self, event: RunEvent) -> None:
         doc: Doc = {"_id": f"{event.run_id}:{event.seq}", **event.model_dump(mode="json")}
         doc["at"] = event.at
         try:
@@ -160,6 +176,10 @@ class RunsView:
                                       "status": {"$nin": sorted(TERMINAL)}})
 
     async def completed(self, result: RunCompleted) -> None:
+        async with self._writer(result.run_id):
+            await self._completed(result)
+
+    async def _completed(self, result: RunCompleted) -> None:
         await self._ensure(result.run_id, result.session_id, result.agent_id, result.completed_at)
         await self._runs.update_one({"_id": result.run_id}, {"$set": {
             "user_id": result.user_id, "output": result.output, "error": result.error,
