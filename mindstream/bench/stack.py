@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from mindstream.bench.tools import MODULE as BENCH_TOOLS_MODULE
 from mindstream.dev import process, services
 from mindstream.dev.errors import DevError
+from mindstream.dev.process import free_port
 from schemas.topics import TOPICS
 from services.tools.builtins import BUILTIN_MODULES
 from shared.kafka.admin import planned_topics
@@ -39,11 +39,6 @@ DB_PROFILE_DIR = BENCH_DIR / "dbprofile"
 SCRIPT = BENCH_DIR / "script.yaml"
 
 
-def free_port() -> int:
-    """A port free right now (the OS picks it; a service binds it moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

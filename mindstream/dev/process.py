@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import resource
 import signal
 import socket
@@ -160,3 +161,32 @@ def log_tail(log: Path, lines: int = 15) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port to hand to a process that binds it moments later.
+
+    Chosen below the kernel's ephemeral range: a port the OS picked with
+    ``bind(0)`` is an ephemeral one, and any outgoing connection (a Kafka or
+    MongoDB client) may take it before the service binds it; below the range
+    only another listener can, and the port is checked free now.
+    """
+    low, _high = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, low) if low > 21000 else rng.randrange(low // 2, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port found below the ephemeral range")

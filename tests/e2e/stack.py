@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from mindstream.demo.stack import DemoStack, start
 from mindstream.dev import DevSettings
+from mindstream.dev.process import free_port
 from mindstream.dev.services import SERVICES, port_env_var
 from tests.infra import Infra, delete_topics_with_prefix
 
@@ -36,10 +36,6 @@ __all__ = ["RunningStack", "free_port", "running_stack"]
 _MODEL_VARS = ("MINDSTREAM_MODEL_BASE_URL", "OPENAI_API_KEY")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import uuid
 
 import pytest
 
+from mindstream.dev.process import free_port
 from mindstream.dev.services import SERVICES, port_env_var
 from tests.infra import Infra, delete_topics_with_prefix
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_demo_once_tells_the_whole_story(infra: Infra) -> None:

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from pathlib import Path
 
 import pytest
 
 from mindstream.dev import DevSettings, down, status, up
 from mindstream.dev import process as proc
+from mindstream.dev.process import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from mindstream.dev import process, services
+from mindstream.dev.process import free_port
 from schemas.agents import AgentDefinition
 from schemas.codec import encode
 from schemas.envelope import Envelope
@@ -41,7 +40,7 @@ from shared.kafka.admin import apply_topics
 from shared.settings import KafkaSettings
 from tests.reliability.side_effect_tools import MODULE as TEST_TOOLS
 
-__all__ = ["CORE_SERVICES", "Stack", "StackSpec", "free_port", "listen_port"]
+__all__ = ["CORE_SERVICES", "Stack", "StackSpec"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -52,29 +51,6 @@ AGENTS_FILE = HERE / "agents.yaml"
 CORE_SERVICES: tuple[str, ...] = ("memory", "reasoning", "tools", "telemetry", "control-plane")
 PARTITIONS = 6
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listen_port() -> int:
-    """A free port *below* the ephemeral range, for a server that will be restarted.
-
-    A port the kernel hands out for outgoing connections (32768+) can be taken,
-    while the server is down, by a client reconnecting to it: TCP connects the
-    socket to itself, the port stays busy, and the server cannot come back.
-    """
-    for _ in range(200):
-        port = random.randrange(20_000, 32_000)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port between 20000 and 32000")
 
 
 @dataclass(frozen=True)

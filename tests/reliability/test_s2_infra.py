@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from mindstream.dev import DevSettings, down, process, up
+from mindstream.dev.process import free_port
 from tests.infra import Infra
 from tests.reliability.harness import ScenarioRun, running_stack
 from tests.reliability.results import Results
-from tests.reliability.stack import StackSpec, listen_port
+from tests.reliability.stack import StackSpec
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(900)]
 
@@ -30,8 +31,8 @@ OUTAGE_S = 5.0
 
 def _private(tmp: Path) -> DevSettings:
     shared = DevSettings()
-    settings = DevSettings(cache_dir=tmp, kafka_port=listen_port(),
-                           kafka_controller_port=listen_port(), mongo_port=listen_port())
+    settings = DevSettings(cache_dir=tmp, kafka_port=free_port(),
+                           kafka_controller_port=free_port(), mongo_port=free_port())
     settings.kafka_libs.parent.mkdir(parents=True)
     settings.kafka_libs.symlink_to(shared.kafka_libs)
     settings.ferretdb_bin.parent.mkdir(parents=True)
