@@ -119,22 +119,8 @@ async def update_versioned(
     update = dict(update)
     update.setdefault("$inc", {})
     update["$inc"] = {**update["$inc"], "version": 1}
-    # MongoDB applies the version check and the write atomically. FerretDB 1.x on
-    # SQLite does not (see _checks_versions_atomically), so within one process writers
-    # of a document also take a lock; across processes on FerretDB two writers can
-    # still both win (dev-only backend).
-    async with document_lock(db.name, collection, doc_id):
-        result: Doc | None
-        if await _checks_versions_atomically(db):
-            result = await db[collection].find_one_and_update(
-                {"_id": doc_id, "version": expected_version}, update,
-                return_document=ReturnDocument.AFTER,
-            )
-        elif await _version_of(db, collection, doc_id) == expected_version:
-            result = await db[collection].find_one_and_update(
-                {"_id": doc_id}, update, return_document=ReturnDocument.AFTER)
-        else:
-            result = None
+    # On FerretDB the check is not atomic across processes (see update_by_id).
+    result = await update_by_id(db, collection, doc_id, update, where={"version": expected_version})
     if result is None:
         raise ConflictError(f"{collection}/{doc_id}: version {expected_version} is stale")
     return result
@@ -146,18 +132,9 @@ async def update_if_version(
     """Apply ``update`` only while the document is at ``version``, without bumping it.
 
     For bookkeeping on a versioned document (marking its outbox sent) that must
-    never overwrite a newer version. Takes the same per-document lock as
-    :func:`update_versioned`, since on FerretDB two concurrent updates of one
-    document can otherwise lose one of them.
+    never overwrite a newer version.
     """
-    async with document_lock(db.name, collection, doc_id):
-        if await _checks_versions_atomically(db):
-            result = await db[collection].update_one({"_id": doc_id, "version": version}, dict(update))
-            return bool(result.matched_count)
-        if await _version_of(db, collection, doc_id) != version:
-            return False
-        result = await db[collection].update_one({"_id": doc_id}, dict(update))
-        return bool(result.matched_count)
+    return await update_by_id(db, collection, doc_id, update, where={"version": version}) is not None
 
 
 async def update_by_id(
@@ -179,7 +156,7 @@ async def update_by_id(
     where = dict(where or {})
     coll = db[collection]
     async with document_lock(db.name, collection, doc_id):
-        if await _checks_versions_atomically(db):
+        if await _applies_guards_atomically(db):
             found: Doc | None = await coll.find_one_and_update(
                 {"_id": doc_id, **where}, dict(update), upsert=upsert,
                 return_document=ReturnDocument.AFTER)
@@ -260,16 +237,11 @@ _ORDER: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-async def _version_of(db: AsyncDatabase[Doc], collection: str, doc_id: Any) -> Any:
-    doc = await db[collection].find_one({"_id": doc_id}, {"version": 1})
-    return None if doc is None else doc.get("version")
-
-
 _SERVER_KIND: weakref.WeakKeyDictionary[AsyncMongoClient[Doc], bool] = weakref.WeakKeyDictionary()
 
 
-async def _checks_versions_atomically(db: AsyncDatabase[Doc]) -> bool:
-    """False on FerretDB 1.x, which neither applies ``{_id, version}`` filters
+async def _applies_guards_atomically(db: AsyncDatabase[Doc]) -> bool:
+    """False on FerretDB 1.x, which neither applies ``{_id, <guard>}`` filters
     atomically nor pushes them down to SQL (it scans the whole collection and
     filters in Go: O(n) per write). There the check is a read by ``_id`` alone
     followed by a write by ``_id`` alone, both index lookups, under the same
