@@ -37,8 +37,8 @@ const (
 type idIndexer struct {
 	logger *slog.Logger
 	mu     sync.Mutex
-	files  map[string]*sql.DB // database file path -> our own handle (nil until first sweep)
-	seen   map[string]stamp   // what the file looked like when it was last found complete
+	files  map[string]bool  // database files FerretDB has opened
+	seen   map[string]stamp // what a file looked like when it was last found complete
 }
 
 // stamp identifies a version of a database file: in WAL mode every write
@@ -61,13 +61,11 @@ func stampOf(path string) (stamp, error) {
 }
 
 func newIDIndexer(logger *slog.Logger) *idIndexer {
-	ix := &idIndexer{logger: logger, files: map[string]*sql.DB{}, seen: map[string]stamp{}}
+	ix := &idIndexer{logger: logger, files: map[string]bool{}, seen: map[string]stamp{}}
 	sqlite.RegisterConnectionHook(func(_ sqlite.ExecQuerierContext, dsn string) error {
 		if path := dsnPath(dsn); path != "" {
 			ix.mu.Lock()
-			if _, ok := ix.files[path]; !ok {
-				ix.files[path] = nil
-			}
+			ix.files[path] = true
 			ix.mu.Unlock()
 		}
 		return nil
@@ -76,7 +74,7 @@ func newIDIndexer(logger *slog.Logger) *idIndexer {
 }
 
 // dsnPath is the file a FerretDB connection string points at ("" for
-// in-memory databases and our own handles, which carry a marker).
+// in-memory databases and our own connections, which carry a marker).
 func dsnPath(dsn string) string {
 	if strings.Contains(dsn, "mindstream_indexer") || strings.Contains(dsn, "mode=memory") {
 		return ""
@@ -100,7 +98,6 @@ func (ix *idIndexer) run(ctx context.Context, every time.Duration) {
 	for {
 		select {
 		case <-ctx.Done():
-			ix.closeAll()
 			return
 		case <-ticker.C:
 			ix.sweep(ctx)
@@ -108,6 +105,9 @@ func (ix *idIndexer) run(ctx context.Context, every time.Duration) {
 	}
 }
 
+// sweep indexes the files written since they were last found complete.
+// Our connection is opened and closed per file: hundreds of test databases
+// must not each hold an open file of ours.
 func (ix *idIndexer) sweep(ctx context.Context) {
 	ix.mu.Lock()
 	paths := make([]string, 0, len(ix.files))
@@ -119,86 +119,40 @@ func (ix *idIndexer) sweep(ctx context.Context) {
 	for _, path := range paths {
 		before, err := stampOf(path)
 		if err != nil { // dropped database
-			ix.forget(path)
+			ix.mu.Lock()
+			delete(ix.files, path)
+			ix.mu.Unlock()
+			delete(ix.seen, path)
 			continue
 		}
 		if ix.seen[path] == before {
 			continue // nothing written since it was last complete
 		}
-		db, err := ix.handle(path)
-		if err == nil {
-			err = ensureIDIndexes(ctx, db)
-		}
-		if err == nil {
-			// Our own CREATE INDEX changes the stamp: take it after the work, so an
-			// unchanged file is skipped from the next sweep on.
-			if after, serr := stampOf(path); serr == nil {
-				ix.seen[path] = after
+		if err := indexFile(ctx, path); err != nil {
+			if ctx.Err() == nil {
+				ix.logger.Debug("id indexer", "file", path, "error", err)
 			}
-			ix.closeIdle(path)
+			continue // tried again next sweep
 		}
-		if err != nil && ctx.Err() == nil {
-			ix.logger.Debug("id indexer", "file", path, "error", err)
-			ix.forget(path) // reopened next time FerretDB connects or on the next sweep
-			ix.mu.Lock()
-			ix.files[path] = nil
-			ix.mu.Unlock()
+		// Our own CREATE INDEX changes the stamp: take it after the work, so an
+		// unchanged file is skipped from the next sweep on.
+		if after, err := stampOf(path); err == nil {
+			ix.seen[path] = after
 		}
 	}
 }
 
-func (ix *idIndexer) handle(path string) (*sql.DB, error) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if db := ix.files[path]; db != nil {
-		return db, nil
-	}
+func indexFile(ctx context.Context, path string) error {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("mindstream_indexer", "1")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
-		return nil, err
+		return err
 	}
+	defer db.Close()
 	db.SetMaxOpenConns(1)
-	ix.files[path] = db
-	return db, nil
-}
-
-// closeIdle releases our handle on a file once it is complete: hundreds of
-// test databases must not each hold an open file of ours.
-func (ix *idIndexer) closeIdle(path string) {
-	ix.mu.Lock()
-	db := ix.files[path]
-	if _, ok := ix.files[path]; ok {
-		ix.files[path] = nil
-	}
-	ix.mu.Unlock()
-	if db != nil {
-		_ = db.Close()
-	}
-}
-
-func (ix *idIndexer) forget(path string) {
-	ix.mu.Lock()
-	db := ix.files[path]
-	delete(ix.files, path)
-	delete(ix.seen, path)
-	ix.mu.Unlock()
-	if db != nil {
-		_ = db.Close()
-	}
-}
-
-func (ix *idIndexer) closeAll() {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	for p, db := range ix.files {
-		if db != nil {
-			_ = db.Close()
-		}
-		delete(ix.files, p)
-	}
+	return ensureIDIndexes(ctx, db)
 }
 
 // ensureIDIndexes adds the missing _id expression indexes of one database
