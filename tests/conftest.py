@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -73,3 +75,34 @@ async def mongo_db(mongo_settings: MongoSettings) -> AsyncIterator[object]:
     yield db
     await client.drop_database(mongo_settings.database)
     await client.close()
+
+
+@pytest.fixture(autouse=True)
+async def _dump_tasks_before_timeout(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Print every asyncio task's stack shortly before pytest-timeout fires.
+
+    pytest-timeout shows the threads' stacks, which for an async test is the
+    event loop sitting in ``select``: it never says which await hung. This
+    says it, on the loop itself (the loop is alive while a test waits).
+    """
+    marker = request.node.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker and marker.args else float(
+        request.config.getini("timeout") or 0)
+    if limit <= 0:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    handle = loop.call_later(max(limit - 10.0, limit * 0.9), _dump_tasks, request.node.nodeid)
+    try:
+        yield
+    finally:
+        handle.cancel()
+
+
+def _dump_tasks(nodeid: str) -> None:
+    out = sys.stderr
+    print(f"\n+++ {nodeid}: about to time out; asyncio tasks:", file=out)
+    for task in asyncio.all_tasks():
+        print(f"--- {task!r}", file=out)
+        task.print_stack(limit=30, file=out)
+    out.flush()
