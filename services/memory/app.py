@@ -23,12 +23,15 @@ from services.memory.learning import Extractor, ModelExtractor, RuleExtractor
 from services.memory.metrics import MODEL_FALLBACKS
 from services.memory.model_client import ChatModel, make_openai_client
 from services.memory.retrieval import Embedder, OpenAIEmbedder
+from services.memory.run_queue import INDEXES as QUEUE_INDEXES
+from services.memory.run_queue import RunQueue
 from services.memory.settings import MemoryServiceSettings
 from services.memory.store import INDEXES, MemoryStore
 from services.memory.summarizer import ExtractiveSummarizer, ModelSummarizer, Summarizer
 from shared.agent_registry import AgentRegistry
 from shared.audit import AuditEmitter
 from shared.control_state import ControlView
+from shared.pacing import run_paced
 from shared.resilience import CircuitBreaker
 from shared.service import ServiceRuntime
 from shared.settings import KafkaSettings, MongoSettings
@@ -96,6 +99,7 @@ def wire(
         http_port=settings.http_port if http_port is None else http_port,
     )
     runtime.indexes(INDEXES)
+    runtime.indexes(QUEUE_INDEXES)
     store = MemoryStore(runtime.db)
     extractor, summarizer, embedder = _models(settings, runtime)
     knowledge = KnowledgeBase(
@@ -108,12 +112,20 @@ def wire(
         store=store, knowledge=knowledge, registry=registry, publisher=runtime.publisher,
         audit=AuditEmitter(runtime.publisher, SERVICE), metrics=runtime.metrics,
         settings=settings, extractor=extractor, summarizer=summarizer, control=control,
+        queue=RunQueue(runtime.db),
     )
 
     async def load_agents() -> None:
         await registry.load(kafka)
 
+    async def sweep_queue() -> None:
+        # A waiting run whose predecessor never ended starts after the predecessor's
+        # deadline; paced by its own duration (a scan on FerretDB).
+        await run_paced(handlers.sequencer.sweep, interval_s=settings.run_queue_sweep_interval_s,
+                        max_share=0.05)
+
     runtime.on_start(load_agents)
+    runtime.background(sweep_queue)
     runtime.on_start(knowledge.refresh)  # a warm index before the first query
     runtime.consume(AGENTS, registry.handle, group=None)
     runtime.consume(CONTROL, control.handle, group=None)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.agents import AgentDefinition, MemorySettings
+from schemas.agents import AgentDefinition, Limits, MemorySettings
 from schemas.audit import AuditOutcome
 from schemas.common import ChatRole
 from schemas.envelope import Envelope, deterministic_id
@@ -32,7 +32,13 @@ from schemas.topics import RUNS_READY, TOOLS_RESULTS
 from services.memory.assembly import ContextAssembler
 from services.memory.knowledge import KnowledgeBase
 from services.memory.learning import Extractor, Memory, merge
-from services.memory.metrics import CONTEXT_ASSEMBLY, KNOWLEDGE_HITS, MEMORIES_LEARNED
+from services.memory.metrics import (
+    CONTEXT_ASSEMBLY,
+    KNOWLEDGE_HITS,
+    MEMORIES_LEARNED,
+    RUNS_QUEUED,
+)
+from services.memory.run_queue import RunQueue, Sequencer
 from services.memory.settings import MemoryServiceSettings
 from services.memory.store import MemoryStore, SessionState
 from services.memory.summarizer import Summarizer
@@ -106,15 +112,29 @@ class MemoryHandlers:
     settings: MemoryServiceSettings
     extractor: Extractor
     summarizer: Summarizer
+    queue: RunQueue  # a session's runs, one at a time (see services.memory.run_queue)
     clock: Callable[[], datetime] = _utcnow
     control: ControlView | None = None  # operating mode: degraded sheds knowledge and learning
     assembler: ContextAssembler = field(init=False)
+    sequencer: Sequencer = field(init=False)
 
     def __post_init__(self) -> None:
         self.assembler = ContextAssembler(self.store, self.knowledge, self.settings)
         self._assembly_seconds = self.metrics.histogram(CONTEXT_ASSEMBLY)
         self._learned = self.metrics.counter(MEMORIES_LEARNED)
         self._hits = self.metrics.counter(KNOWLEDGE_HITS)
+        queued = self.metrics.counter(RUNS_QUEUED)
+        self.sequencer = Sequencer(
+            self.queue, self.start_run, allowed=self._allowed_time, clock=self.clock,
+            on_event=lambda kind: queued.inc(outcome=kind),
+        )
+
+    def _allowed_time(self, request: RunRequested) -> timedelta:
+        """How long a started run may hold its session: its agent's deadline and the
+        grace reasoning gives a run past it, then some (a sweep may be late)."""
+        agent = self._agent(request.agent_id)
+        limits = agent.limits if agent else Limits()
+        return timedelta(seconds=limits.deadline_seconds) + self.settings.run_queue_grace
 
     def _agent(self, ref: str) -> AgentDefinition | None:
         return self.registry.get(ref)
@@ -122,7 +142,12 @@ class MemoryHandlers:
     # -- runs.requested ---------------------------------------------------------
 
     async def on_run_requested(self, delivery: Delivery[RunRequested]) -> None:
-        request = delivery.message
+        """Queue the run behind its session's current one (see :mod:`.run_queue`);
+        start it now when the session is free."""
+        await self.sequencer.requested(delivery.message, delivery.envelope)
+
+    async def start_run(self, request: RunRequested, envelope: Envelope | None) -> None:
+        """Assemble the run's context and publish its ``RunReady`` (deterministic id)."""
         agent = self._agent(request.agent_id)
         if agent is None:
             log.warning("agent %s unknown; assembling with default memory settings",
@@ -153,7 +178,7 @@ class MemoryHandlers:
             prepared_at=now,
         )
         await self.publisher.publish(
-            RUNS_READY, ready, caused_by=delivery.envelope,
+            RUNS_READY, ready, caused_by=envelope,
             message_id=deterministic_id("ready", request.run_id),
         )
 
@@ -195,17 +220,28 @@ class MemoryHandlers:
     # -- runs.completed ---------------------------------------------------------
 
     async def on_run_completed(self, delivery: Delivery[RunCompleted]) -> None:
+        """Record the turn, then start the session's next run (it sees this turn),
+        then learn (the slow part, which the next run need not wait for)."""
         done = delivery.message
+        learn = await self._record(done)
+        await self.sequencer.ended(done.run_id)
+        if learn is not None:
+            await learn(delivery.envelope)
+
+    async def _record(
+        self, done: RunCompleted
+    ) -> Callable[[Envelope], Awaitable[None]] | None:
+        """Record a completed turn and refresh the summary; what is left to learn."""
         if done.status is not RunStatus.COMPLETED:
-            return
+            return None
         if done.parent_run_id is not None:
             # A delegated run's "user" is the delegating agent: not history of the
             # user's session, and nothing to learn about the user from.
-            return
+            return None
         messages = turn_messages(done)
         if not messages:
             log.info("run %s completed with no messages; nothing to record", done.run_id)
-            return
+            return None
         now = self.clock()
         turn = await self.store.record_turn(
             session_id=done.session_id, run_id=done.run_id, user_id=done.user_id,
@@ -217,10 +253,14 @@ class MemoryHandlers:
             done.session_id, memory, bool(agent and agent.knowledge), now, turn.session
         )
         shed = self.control is not None and self.control.learning_off  # degraded mode
-        if memory.learn and not turn.learned and not shed and await self._learn(
-            done, messages, delivery.envelope
-        ):
-            await self.store.mark_learned(done.session_id, turn.start)
+        if not memory.learn or turn.learned or shed:
+            return None
+
+        async def learn(envelope: Envelope) -> None:
+            if await self._learn(done, messages, envelope):
+                await self.store.mark_learned(done.session_id, turn.start)
+
+        return learn
 
     async def _maybe_summarize(
         self, session_id: str, memory: MemorySettings, knowledge_on: bool, now: datetime,

@@ -9,7 +9,9 @@ from shared.observability.metrics import (
     declare_metric,
 )
 
-__all__ = ["CONTEXT_ASSEMBLY", "KNOWLEDGE_HITS", "MEMORIES_LEARNED", "MODEL_FALLBACKS"]
+__all__ = [
+    "CONTEXT_ASSEMBLY", "KNOWLEDGE_HITS", "MEMORIES_LEARNED", "MODEL_FALLBACKS", "RUNS_QUEUED",
+]
 
 CONTEXT_ASSEMBLY = declare_metric(
     MetricSpec(
@@ -45,5 +47,15 @@ MODEL_FALLBACKS = declare_metric(
         "Model calls that failed and fell back to rules or extractive summaries.",
         ("service", "purpose"),
         allowed={"purpose": frozenset({"summary", "extraction"})},
+    )
+)
+RUNS_QUEUED = declare_metric(
+    MetricSpec(
+        "mindstream_memory_runs_queued_total",
+        MetricKind.COUNTER,
+        "Runs that waited for their session's previous run (queued), and previous runs "
+        "that never ended and were passed after their deadline (abandoned).",
+        ("service", "outcome"),
+        allowed={"outcome": frozenset({"queued", "abandoned"})},
     )
 )

@@ -8,6 +8,8 @@ degrade, never fail, so a fresh install works with no model at all.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,6 +56,14 @@ class MemoryServiceSettings(BaseSettings):
         default=600, ge=10, le=5000, description="Most session messages read per assembly."
     )
 
+    # The session run queue (services.memory.run_queue).
+    run_queue_grace_s: float = Field(
+        default=120.0, gt=0,
+        description="Past a run's deadline, how long it may still hold its session "
+        "before the next run starts anyway (reasoning fails it 30 s past the deadline).",
+    )
+    run_queue_sweep_interval_s: float = Field(default=5.0, gt=0)
+
     # Learning and knowledge.
     learn_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     memories_per_user_limit: int = Field(default=1000, ge=10)
@@ -65,6 +75,10 @@ class MemoryServiceSettings(BaseSettings):
         if self.chunk_overlap_tokens >= self.chunk_max_tokens:
             raise ValueError("chunk_overlap_tokens must be smaller than chunk_max_tokens")
         return self
+
+    @property
+    def run_queue_grace(self) -> timedelta:
+        return timedelta(seconds=self.run_queue_grace_s)
 
     def window_policy(self) -> WindowPolicy:
         return WindowPolicy(

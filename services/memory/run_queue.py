@@ -1,0 +1,278 @@
+"""One run at a time per session, in the order the runs were requested.
+
+Why: a conversation's next turn must see the previous one, and its answer must
+not overtake it. Kafka keeps a session's *messages* in order, but a run is many
+messages over time (tool calls, approvals, a model call that outlives a killed
+process and waits out its lease), so run N+1's request can reach memory while
+run N is still going. Assembled then, N+1 would miss N's turn, and could finish
+first. So memory admits a session's runs one at a time: a request whose
+predecessor has not ended waits here, and the predecessor's ``runs.completed``
+(whatever its status) admits it, after its turn is recorded.
+
+Storage; every hot-path read and write is by ``_id`` (FerretDB uses no
+secondary index for them):
+
+* ``run_queue``, slot ``<session>#<pos>``: the run, its request and envelope, and
+  its state ``waiting`` → ``admitted`` → ``done``. Positions are dense and
+  allocated by a unique insert, which is atomic on every MongoDB-wire server
+  (FerretDB does not apply a conditional update atomically across processes).
+  Ended slots expire within the hour, so the sweeper's scan stays small;
+* ``run_queue``, ``head:<session>``: the next free position, a hint (the insert decides);
+* ``run_queue_runs``, ``<run_id>``: the slot a run holds, so a replayed request
+  finds it (kept as long as the processed-message ledger remembers).
+
+The request and the completion handlers may run on different replicas. The
+request inserts its slot, then reads its predecessor; the completion marks its
+slot done, then reads its successor. Whichever reads second sees the other's
+write, so a successor is admitted at least once; twice is harmless (the
+``RunReady`` has a deterministic id). A slot is marked ``admitted`` before its
+``RunReady`` is published, and every replay of the request or of the
+predecessor's completion re-publishes an ``admitted`` slot's ``RunReady``, so a
+crash between the two loses nothing.
+
+A predecessor that never ends (its ``RunReady`` was dead-lettered, say) holds
+its session only until its deadline and a grace have passed: then the sweeper,
+or the next request, admits the successor and counts the predecessor abandoned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+from pymongo.write_concern import WriteConcern
+
+from schemas.envelope import Envelope
+from schemas.runs import RunRequested
+from shared.mongo import Doc, IndexSpec
+
+__all__ = ["INDEXES", "RUN_QUEUE", "RUN_QUEUE_RUNS", "RunQueue", "Sequencer", "Slot", "SlotState"]
+
+log = logging.getLogger("mindstream.memory.queue")
+
+RUN_QUEUE = "run_queue"
+RUN_QUEUE_RUNS = "run_queue_runs"
+DONE_RETENTION = timedelta(hours=1)
+"""A done slot only answers its successor's "has my predecessor ended?" (absent
+answers yes too), so it is kept briefly."""
+RUN_RETENTION = timedelta(days=7)
+"""How long a replayed request is recognised (the processed-message ledger's window)."""
+HEAD_RETENTION = timedelta(days=30)
+
+INDEXES: dict[str, tuple[IndexSpec, ...]] = {
+    RUN_QUEUE: (
+        IndexSpec([("expires_at", 1)], name="ttl_expires_at", expire_after_seconds=0),
+        IndexSpec([("state", 1)], name="state"),
+    ),
+    RUN_QUEUE_RUNS: (
+        IndexSpec([("expires_at", 1)], name="ttl_expires_at", expire_after_seconds=0),
+    ),
+}
+
+
+class SlotState(StrEnum):
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Slot:
+    session_id: str
+    pos: int
+    run_id: str
+    state: SlotState
+    request: RunRequested | None
+    envelope: Envelope | None
+    stale_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return _slot_id(self.session_id, self.pos)
+
+
+def _slot_id(session_id: str, pos: int) -> str:
+    return f"{session_id}#{pos}"
+
+
+def _slot(doc: Mapping[str, Any]) -> Slot:
+    envelope = doc.get("envelope")
+    return Slot(
+        session_id=doc["session_id"], pos=int(doc["pos"]), run_id=doc["run_id"],
+        state=SlotState(doc["state"]),
+        request=RunRequested.model_validate(doc["request"]) if doc.get("request") else None,
+        envelope=Envelope.model_validate(envelope) if envelope else None,
+        stale_at=doc.get("stale_at"),
+    )
+
+
+class RunQueue:
+    """The ``run_queue`` (slots, session heads) and ``run_queue_runs`` collections."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        majority = WriteConcern(w="majority")
+        self._coll: AsyncCollection[Doc] = db.get_collection(RUN_QUEUE, write_concern=majority)
+        self._runs: AsyncCollection[Doc] = db.get_collection(RUN_QUEUE_RUNS,
+                                                             write_concern=majority)
+
+    async def get(self, session_id: str, pos: int) -> Slot | None:
+        if pos < 0:
+            return None
+        doc = await self._coll.find_one({"_id": _slot_id(session_id, pos)})
+        return _slot(doc) if doc is not None else None
+
+    async def slot_of(self, run_id: str) -> Slot | None:
+        marker = await self._runs.find_one({"_id": run_id})
+        if marker is None or marker.get("slot") is None:
+            return None
+        doc = await self._coll.find_one({"_id": marker["slot"]})
+        return _slot(doc) if doc is not None else None
+
+    async def enqueue(self, request: RunRequested, envelope: Envelope | None, *,
+                      now: datetime, max_steps: int = 10_000) -> Slot:
+        """The request's slot: the one it already holds (a replay), else a new one
+        at the end of its session's queue, ``waiting``."""
+        marker_id = request.run_id
+        marker = await self._runs.find_one({"_id": marker_id})
+        if marker is not None and marker.get("slot") is not None:
+            held = await self._coll.find_one({"_id": marker["slot"]})
+            if held is None:  # ended and expired: a late replay
+                return Slot(request.session_id, -1, request.run_id, SlotState.DONE, request,
+                            envelope)
+            return _slot(held)
+        if marker is None:
+            try:
+                await self._runs.insert_one(
+                    {"_id": marker_id, "slot": None, "expires_at": now + RUN_RETENTION})
+            except DuplicateKeyError:
+                pass  # a concurrent copy of this request: the slot insert below decides
+        head = await self._coll.find_one({"_id": f"head:{request.session_id}"})
+        pos = int(head["next"]) if head is not None else 0
+        doc: Doc = {}
+        for _ in range(max_steps):
+            doc = {
+                "_id": _slot_id(request.session_id, pos), "session_id": request.session_id,
+                "pos": pos, "run_id": request.run_id, "state": SlotState.WAITING.value,
+                "request": request.model_dump(mode="json"),
+                "envelope": envelope.model_dump(mode="json") if envelope else None,
+                "created_at": now,
+            }
+            try:
+                await self._coll.insert_one(doc)
+                break
+            except DuplicateKeyError:
+                taken = await self._coll.find_one({"_id": doc["_id"]})
+                if taken is not None and taken["run_id"] == request.run_id:
+                    doc = dict(taken)  # placed before a crash, or by a concurrent copy
+                    break
+                pos += 1
+        else:  # pragma: no cover - a session of 10,000 queued runs
+            raise RuntimeError(f"session {request.session_id}: no free queue position")
+        await self._runs.update_one({"_id": marker_id}, {"$set": {"slot": doc["_id"]}})
+        await self._coll.update_one(
+            {"_id": f"head:{request.session_id}"},
+            {"$max": {"next": pos + 1}, "$set": {"expires_at": now + HEAD_RETENTION}},
+            upsert=True)
+        return _slot(doc)
+
+    async def mark_admitted(self, slot: Slot, *, stale_at: datetime) -> None:
+        await self._coll.update_one(
+            {"_id": slot.id},
+            {"$set": {"state": SlotState.ADMITTED.value, "stale_at": stale_at}})
+
+    async def mark_done(self, slot: Slot, *, now: datetime) -> None:
+        await self._coll.update_one(
+            {"_id": slot.id},
+            {"$set": {"state": SlotState.DONE.value, "expires_at": now + DONE_RETENTION},
+             "$unset": {"request": ""}})
+
+    async def waiting(self, limit: int = 500) -> list[Slot]:
+        """Waiting slots, oldest first: what the sweeper checks (a scan on FerretDB;
+        a small collection, since ended slots expire within the hour)."""
+        cursor = self._coll.find({"state": SlotState.WAITING.value}).sort("created_at", 1)
+        return [_slot(d) async for d in cursor.limit(limit)]
+
+
+Admit = Callable[[RunRequested, Envelope | None], Awaitable[None]]
+"""Assemble the run's context and publish its ``RunReady`` (deterministic id)."""
+
+
+class Sequencer:
+    """Decides when a session's next run may start; see the module docstring."""
+
+    def __init__(
+        self, queue: RunQueue, admit: Admit, *,
+        allowed: Callable[[RunRequested], timedelta],
+        clock: Callable[[], datetime],
+        on_event: Callable[[str], None] = lambda _kind: None,
+    ) -> None:
+        self._queue, self._admit, self._allowed, self._clock = queue, admit, allowed, clock
+        self._on_event = on_event
+
+    async def requested(self, request: RunRequested, envelope: Envelope | None) -> bool:
+        """Enqueue the request; start it now if its session is free. True if started
+        (or, for a replay of a started run, started again: same ``RunReady`` id)."""
+        slot = await self._queue.enqueue(request, envelope, now=self._clock())
+        if slot.state is SlotState.DONE:
+            log.info("run %s requested again after it ended; nothing to do", request.run_id)
+            return False
+        if slot.state is SlotState.ADMITTED or await self._predecessor_ended(slot):
+            await self._start(slot)
+            return True
+        self._on_event("queued")
+        log.info("run %s waits for the previous run of session %s", request.run_id,
+                 request.session_id)
+        return False
+
+    async def ended(self, run_id: str) -> None:
+        """A run ended (any status): free its session for the next run, if one waits."""
+        slot = await self._queue.slot_of(run_id)
+        if slot is None:  # not started through this queue (or long expired)
+            return
+        if slot.state is not SlotState.DONE:
+            await self._queue.mark_done(slot, now=self._clock())
+        successor = await self._queue.get(slot.session_id, slot.pos + 1)
+        while successor is not None and successor.run_id == run_id:
+            # Two copies of one request raced past each other into two slots: both end.
+            if successor.state is not SlotState.DONE:
+                await self._queue.mark_done(successor, now=self._clock())
+            successor = await self._queue.get(slot.session_id, successor.pos + 1)
+        if successor is not None and successor.state is not SlotState.DONE:
+            await self._start(successor)
+
+    async def sweep(self) -> int:
+        """Start waiting runs whose predecessor ended or outlived its deadline."""
+        started = 0
+        for slot in await self._queue.waiting():
+            if await self._predecessor_ended(slot):
+                await self._start(slot)
+                started += 1
+        return started
+
+    async def _predecessor_ended(self, slot: Slot) -> bool:
+        before = await self._queue.get(slot.session_id, slot.pos - 1)
+        if before is None or before.state is SlotState.DONE:
+            return True
+        now = self._clock()
+        if before.state is SlotState.ADMITTED and before.stale_at and before.stale_at <= now:
+            log.warning("run %s of session %s never ended (past its deadline); starting %s",
+                        before.run_id, slot.session_id, slot.run_id)
+            self._on_event("abandoned")
+            await self._queue.mark_done(before, now=now)
+            return True
+        return False
+
+    async def _start(self, slot: Slot) -> None:
+        if slot.request is None:  # pragma: no cover - only done slots drop their request
+            return
+        if slot.state is SlotState.WAITING:
+            stale_at = self._clock() + self._allowed(slot.request)
+            await self._queue.mark_admitted(slot, stale_at=stale_at)
+        await self._admit(slot.request, slot.envelope)

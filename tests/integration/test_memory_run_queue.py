@@ -1,0 +1,227 @@
+"""A session's runs start one at a time, in order, on real Kafka and a MongoDB-wire server.
+
+The service-level tests publish what clients and reasoning publish and read
+``runs.ready``; the queue-level tests drive :class:`Sequencer` over the real
+``run_queue`` collection, where crashes and races are easy to stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from schemas.agents import AgentDefinition, Limits, ModelSettings
+from schemas.envelope import Envelope
+from schemas.runs import RunCompleted, RunRequested, RunStatus
+from schemas.topics import RUNS_COMPLETED, RUNS_REQUESTED
+from services.memory.run_queue import RunQueue, Sequencer, SlotState
+from services.memory.settings import MemoryServiceSettings
+from shared.mongo import Doc
+from tests.integration.memory_harness import Harness, completed, requested, rid
+
+pytestmark = pytest.mark.integration
+
+MakeHarness = Callable[..., Awaitable[Harness]]
+
+
+def _history(ready: object) -> list[str]:
+    return [str(m.content) for m in ready.context.history]  # type: ignore[attr-defined]
+
+
+async def _slot_state(h: Harness, run_id: str) -> SlotState | None:
+    slot = await RunQueue(h.app.runtime.db).slot_of(run_id)
+    return slot.state if slot else None
+
+
+async def _queued(h: Harness, run_id: str) -> None:
+    async def waiting() -> bool:
+        return await _slot_state(h, run_id) is SlotState.WAITING
+
+    await h.eventually(waiting, what=f"run {run_id} queued")
+
+
+# -- through the service ---------------------------------------------------------------
+
+
+async def test_next_run_waits_for_the_previous_one_and_sees_its_turn(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness()
+    user, session = rid("u"), rid("s")
+    first, second, third = (requested(session, user, f"Question {i}?") for i in range(3))
+    ready_first = await h.ready_for(first)
+    assert _history(ready_first) == []
+    await h.publish(RUNS_REQUESTED, second)
+    await h.publish(RUNS_REQUESTED, third)
+    await _queued(h, second.run_id)  # memory has seen it, and holds it
+    await _queued(h, third.run_id)
+
+    await h.publish(RUNS_COMPLETED, completed(session, user, "Question 0?", "Answer 0.",
+                                              run_id=first.run_id))
+    [ready_second] = await h.ready.wait_for(lambda m: m.run_id == second.run_id)
+    assert _history(ready_second) == ["Question 0?", "Answer 0."]
+    assert await _slot_state(h, third.run_id) is SlotState.WAITING  # still behind the second
+
+    await h.publish(RUNS_COMPLETED, completed(session, user, "Question 1?", "Answer 1.",
+                                              run_id=second.run_id))
+    [ready_third] = await h.ready.wait_for(lambda m: m.run_id == third.run_id)
+    assert _history(ready_third)[-2:] == ["Question 1?", "Answer 1."]
+    # Every ready went out once (a duplicate would show as a second match).
+    assert len([m for _, m in h.ready.seen if m.run_id in {second.run_id, third.run_id}]) == 2
+
+
+async def test_a_failed_or_cancelled_run_frees_its_session_too(make_harness: MakeHarness) -> None:
+    h = await make_harness()
+    user, session = rid("u"), rid("s")
+    first, second = requested(session, user, "Do it."), requested(session, user, "Again.")
+    await h.ready_for(first)
+    await h.publish(RUNS_REQUESTED, second)
+    await _queued(h, second.run_id)
+    await h.publish(RUNS_COMPLETED, RunCompleted(
+        run_id=first.run_id, session_id=session, agent_id="assistant", user_id=user,
+        status=RunStatus.CANCELLED, error="cancelled by op-1", completed_at=datetime.now(UTC)))
+    [ready] = await h.ready.wait_for(lambda m: m.run_id == second.run_id)
+    assert _history(ready) == []  # a cancelled run leaves no turn
+
+
+async def test_a_run_that_never_ends_holds_its_session_only_past_its_deadline(
+    make_harness: MakeHarness,
+) -> None:
+    agent = AgentDefinition(id="quick", version=1, instructions="Be quick.",
+                            model=ModelSettings(name="scripted"),
+                            limits=Limits(deadline_seconds=1))
+    h = await make_harness(
+        MemoryServiceSettings(consumer_concurrency=1, run_queue_grace_s=0.5,
+                              run_queue_sweep_interval_s=0.1),
+        agents=(agent,))
+    user, session = rid("u"), rid("s")
+    lost = requested(session, user, "Lost?", agent="quick")
+    nxt = requested(session, user, "Next.", agent="quick")
+    await h.ready_for(lost)  # ...and no completion ever comes
+    started = asyncio.get_running_loop().time()
+    await h.publish(RUNS_REQUESTED, nxt)
+    await h.ready.wait_for(lambda m: m.run_id == nxt.run_id, timeout_s=30)
+    assert asyncio.get_running_loop().time() - started >= 1.0  # not before the deadline
+    assert await _slot_state(h, lost.run_id) is SlotState.DONE  # passed over, counted abandoned
+
+
+# -- the queue itself ------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Starts:
+    """The admit callback: records what was started; can fail like a crash before publish."""
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+        self.fail_next = False
+
+    async def __call__(self, request: RunRequested, envelope: Envelope | None) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("broker unreachable")
+        self.runs.append(request.run_id)
+
+
+def _sequencer(db: AsyncDatabase[Doc], starts: Starts, clock: Clock,
+               allowed_s: float = 300) -> Sequencer:
+    return Sequencer(RunQueue(db), starts, allowed=lambda _r: timedelta(seconds=allowed_s),
+                     clock=clock)
+
+
+async def test_replays_and_a_crash_before_publishing_lose_nothing_and_start_nothing_twice(
+    mongo_db: AsyncDatabase[Doc],
+) -> None:
+    starts, clock = Starts(), Clock()
+    seq = _sequencer(mongo_db, starts, clock)
+    session = rid("s")
+    a, b = requested(session, "u", "a"), requested(session, "u", "b")
+    assert await seq.requested(a, None)
+    assert not await seq.requested(b, None)
+    assert not await seq.requested(b, None)  # a replayed request still waits, in its place
+    assert starts.runs == [a.run_id]
+
+    starts.fail_next = True  # a crash between admitting b and publishing its ready
+    with pytest.raises(ConnectionError):
+        await seq.ended(a.run_id)
+    await seq.ended(a.run_id)  # the redelivered completion publishes it
+    assert starts.runs == [a.run_id, b.run_id]
+    assert await seq.requested(b, None)  # replay of a started run: the same ready again
+    assert starts.runs == [a.run_id, b.run_id, b.run_id]
+    await seq.ended(b.run_id)
+    assert not await seq.requested(a, None)  # replay of an ended run: nothing
+    c = requested(session, "u", "c")
+    assert await seq.requested(c, None)  # the session is free again
+    assert starts.runs[-1] == c.run_id
+
+
+async def test_a_stale_predecessor_is_passed_by_the_sweeper(mongo_db: AsyncDatabase[Doc]) -> None:
+    starts, clock = Starts(), Clock()
+    seq = _sequencer(mongo_db, starts, clock, allowed_s=60)
+    session = rid("s")
+    a, b, c = (requested(session, "u", x) for x in "abc")
+    for r in (a, b, c):
+        await seq.requested(r, None)
+    assert await seq.sweep() == 0
+    clock.now += timedelta(seconds=61)
+    assert await seq.sweep() == 1  # b starts; c waits for b, which is not stale yet
+    assert starts.runs == [a.run_id, b.run_id]
+    await seq.ended(a.run_id)  # the lost run ends after all: nothing new starts
+    assert set(starts.runs) == {a.run_id, b.run_id}  # (b's ready again: same id, dropped)
+    await seq.ended(b.run_id)
+    assert starts.runs[-1] == c.run_id
+
+
+async def test_concurrent_requests_and_completions_start_each_run_once_in_session_order(
+    mongo_db: AsyncDatabase[Doc],
+) -> None:
+    """Requests of a session arrive in order (one partition) while completions of
+    earlier runs arrive at the same time from another consumer (another replica)."""
+    clock = Clock()
+    started: dict[str, list[str]] = {}
+    runs_by_id: dict[str, RunRequested] = {}
+    ends: list[asyncio.Task[None]] = []
+    seq: Sequencer
+
+    async def start(request: RunRequested, _env: Envelope | None) -> None:
+        started.setdefault(request.session_id, []).append(request.run_id)
+
+        async def finish() -> None:  # the run ends a moment later, on "another replica"
+            await asyncio.sleep(random.uniform(0, 0.02))
+            await seq.ended(request.run_id)
+
+        ends.append(asyncio.create_task(finish()))
+
+    seq = Sequencer(RunQueue(mongo_db), start, allowed=lambda _r: timedelta(minutes=5),
+                    clock=clock)
+    sessions = {rid("s"): [requested("x", "u", str(i)) for i in range(5)] for _ in range(8)}
+    for session, reqs in sessions.items():
+        for i, r in enumerate(reqs):
+            reqs[i] = r.model_copy(update={"session_id": session})
+            runs_by_id[reqs[i].run_id] = reqs[i]
+
+    async def client(reqs: list[RunRequested]) -> None:
+        for r in reqs:
+            await seq.requested(r, None)
+            await asyncio.sleep(random.uniform(0, 0.01))
+
+    await asyncio.gather(*(client(reqs) for reqs in sessions.values()))
+    async with asyncio.timeout(60):
+        while any(len(set(started.get(s, []))) < len(reqs) for s, reqs in sessions.items()):
+            await asyncio.gather(*ends)  # every start schedules its end: drain until all ran
+    await asyncio.gather(*ends)
+    for session, reqs in sessions.items():
+        order = list(dict.fromkeys(started[session]))  # first start of each run
+        assert order == [r.run_id for r in reqs], session
