@@ -21,7 +21,6 @@ any Kafka client in any language can do the same (see the README).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from schemas.workflows import (
     WorkflowRequested,
 )
 from shared.settings import KafkaSettings
+from shared.tasks import cancel_and_wait
 from shared.workflow_messages import (
     build_workflow_command,
     build_workflow_request,
@@ -164,9 +164,7 @@ class MindstreamClient:
     async def close(self) -> None:
         """Stop reading replies and flush what was sent; pending waits get cancelled."""
         if self._reply_task is not None:
-            self._reply_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reply_task
+            await cancel_and_wait([self._reply_task], timeout_s=10.0)
         for waiter in self._waiters.values():
             waiter.future.cancel()
         if self._replies is not None:

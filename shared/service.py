@@ -12,7 +12,6 @@ its consumer groups.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from shared.observability.http import HealthServer
 from shared.observability.metrics import DeadLetterReason, FailureKind, ServiceMetrics
 from shared.resilience import RetryPolicy
 from shared.settings import KafkaSettings, MongoSettings
+from shared.tasks import cancel_and_wait, where
 
 __all__ = ["MetricsObserver", "ServiceRuntime", "consumer_group", "run_until_signalled"]
 
@@ -105,6 +105,7 @@ class ServiceRuntime:
         self._background: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self.stop_background_timeout_s = 10.0
 
     # -- registration -------------------------------------------------------
 
@@ -190,12 +191,7 @@ class ServiceRuntime:
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._stop_background()
         await self.broker.stop()
         for hook in reversed(self._on_stop):
             await hook()
@@ -203,6 +199,15 @@ class ServiceRuntime:
             await self.health.stop()
         await self.mongo_client.close()
         self._started = False
+
+    async def _stop_background(self) -> None:
+        """Cancel the background loops and wait for them (see :mod:`shared.tasks`:
+        a loop can swallow one cancel); a loop that will not end is left, and
+        logged with where it is stuck, after ``stop_background_timeout_s``."""
+        tasks, self._tasks = self._tasks, []
+        for task in await cancel_and_wait(tasks, timeout_s=self.stop_background_timeout_s):
+            log.error("%s: background task did not stop within %.0fs (at %s); leaving it",
+                      self.name, self.stop_background_timeout_s, where(task))
 
     async def __aenter__(self) -> ServiceRuntime:
         await self.start()

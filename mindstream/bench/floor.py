@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 from mindstream.bench.stats import Summary, summarize
+from shared.tasks import cancel_and_wait
 
 __all__ = ["ANSWER_PATH", "TOOL_PATH", "CriticalPath", "measure_mongo", "measure_relay"]
 
@@ -150,11 +151,7 @@ async def measure_relay(bootstrap: str, hops: int, samples: int, *, warmup: int 
                 latencies.append((time.perf_counter() - started) * 1000)
         return summarize(latencies)
     finally:
-        for task in relays:
-            task.cancel()
-        for task in relays:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(relays, timeout_s=10.0)
         with contextlib.suppress(Exception):
             await sink.stop()
         with contextlib.suppress(Exception):

@@ -32,6 +32,7 @@ from schemas.knowledge import KnowledgeQuery
 from schemas.runs import RunEvent, RunEventKind
 from schemas.tools import ToolCall
 from schemas.topics import KNOWLEDGE_QUERIES, RUNS_EVENTS, TOOLS_CALLS
+from shared.tasks import cancel_and_wait
 
 __all__ = ["RunWatch"]
 
@@ -83,9 +84,7 @@ class RunWatch:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], timeout_s=10.0)
         if self._consumer is not None:
             await self._consumer.stop()
 

@@ -51,6 +51,7 @@ from services.reasoning.settings import ReasoningSettings
 from shared.kafka.broker import make_broker
 from shared.kafka.publisher import Publisher
 from shared.settings import KafkaSettings, MongoSettings
+from shared.tasks import cancel_and_wait
 
 M = TypeVar("M", bound=Message)
 
@@ -74,9 +75,7 @@ class Follower(Generic[M]):
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], timeout_s=10.0)
         await self._consumer.stop()
 
     async def _read(self) -> None:

@@ -16,7 +16,6 @@ client's public surface. Two session shapes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.errors import ContractError
 from schemas.runs import RunCompleted
+from shared.tasks import cancel_and_wait
 
 __all__ = ["Completions", "Driver", "RequestLog", "Sent"]
 
@@ -139,9 +139,7 @@ class Completions:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], timeout_s=10.0)
         if self._consumer is not None:
             await self._consumer.stop()
 
