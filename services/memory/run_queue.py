@@ -130,7 +130,7 @@ class RunQueue:
 
     async def slot_of(self, run_id: str) -> Slot | None:
         marker = await self._runs.find_one({"_id": run_id})
-        if marker is None or marker.get("slot") is None:
+        if marker is None:
             return None
         doc = await self._coll.find_one({"_id": marker["slot"]})
         return _slot(doc) if doc is not None else None
@@ -139,20 +139,15 @@ class RunQueue:
                       now: datetime, max_steps: int = 10_000) -> Slot:
         """The request's slot: the one it already holds (a replay), else a new one
         at the end of its session's queue, ``waiting``."""
-        marker_id = request.run_id
-        marker = await self._runs.find_one({"_id": marker_id})
-        if marker is not None and marker.get("slot") is not None:
+        marker = await self._runs.find_one({"_id": request.run_id})
+        if marker is not None:
             held = await self._coll.find_one({"_id": marker["slot"]})
             if held is None:  # ended and expired: a late replay
                 return Slot(request.session_id, -1, request.run_id, SlotState.DONE, request,
                             envelope)
             return _slot(held)
-        if marker is None:
-            try:
-                await self._runs.insert_one(
-                    {"_id": marker_id, "slot": None, "expires_at": now + RUN_RETENTION})
-            except DuplicateKeyError:
-                pass  # a concurrent copy of this request: the slot insert below decides
+        # No marker: a new request, or one whose slot was placed just before a crash (the
+        # walk from the head hint, never past that slot, finds it by its run id).
         head = await self._coll.find_one({"_id": f"head:{request.session_id}"})
         pos = int(head["next"]) if head is not None else 0
         doc: Doc = {}
@@ -175,7 +170,10 @@ class RunQueue:
                 pos += 1
         else:  # pragma: no cover - a session of 10,000 queued runs
             raise RuntimeError(f"session {request.session_id}: no free queue position")
-        await self._runs.update_one({"_id": marker_id}, {"$set": {"slot": doc["_id"]}})
+        await self._runs.update_one(
+            {"_id": request.run_id},
+            {"$set": {"slot": doc["_id"]}, "$setOnInsert": {"expires_at": now + RUN_RETENTION}},
+            upsert=True)
         await self._coll.update_one(
             {"_id": f"head:{request.session_id}"},
             {"$max": {"next": pos + 1}, "$set": {"expires_at": now + HEAD_RETENTION}},
