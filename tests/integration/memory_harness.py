@@ -120,16 +120,6 @@ class Harness:
         [ready] = await self.ready.wait_for(lambda m: m.run_id == request.run_id)
         return ready  # type: ignore[no-any-return]
 
-    async def eventually(self, check: Callable[[], Awaitable[bool]], *,
-                         timeout_s: float = 30.0, what: str = "condition") -> None:
-        """Poll MongoDB state the service writes without announcing it."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                while not await check():  # noqa: ASYNC110 - MongoDB state has no event to await
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(f"{what} not reached in {timeout_s}s") from None
-
 
 @pytest.fixture
 async def make_harness(

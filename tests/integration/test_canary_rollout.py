@@ -12,7 +12,6 @@ version again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -24,6 +23,7 @@ from shared.agent_registry import AgentRegistry
 from shared.settings import KafkaSettings, MongoSettings
 from tests.integration.reasoning_harness import agent, reasoning_stack
 from tests.support.control_plane import running_control_plane
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -36,12 +36,6 @@ SCRIPT = {"rules": [
 
 def _agent(agent_id: str, who: str, version: int) -> AgentDefinition:
     return agent({"id": agent_id, "instructions": who, "model": {"name": "scripted"}}, version)
-
-
-async def _until(check: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():  # noqa: ASYNC110 - the registry offers no change notification
-            await asyncio.sleep(0.05)
 
 
 def _state(registry: AgentRegistry, agent_id: str) -> RolloutState | None:
@@ -72,7 +66,8 @@ async def test_a_canary_gets_its_share_of_sessions_and_keeps_them(
                                               "--share", "0.2"]) == 0
         assert "canary started: shop@2 on 20% of new sessions, @1 on the rest" in (
             capsys.readouterr().out)
-        await _until(lambda: _state(registry, "shop") is RolloutState.ACTIVE, 15)
+        await eventually(lambda: _state(registry, "shop") is RolloutState.ACTIVE,
+                         what="shop canary active", timeout_s=15)
         sessions = {await rs.ask("shop", "hello", session=f"shop-{i}"): f"shop-{i}"
                     for i in range(200)}
         done = await rs.completed.wait(lambda m: m.run_id in sessions, count=200, timeout=150)
@@ -87,7 +82,8 @@ async def test_a_canary_gets_its_share_of_sessions_and_keeps_them(
         assert (await rs.finished(pinned)).agent_id == "shop@1"
 
         assert await asyncio.to_thread(main, ["canary", "promote", "shop"]) == 0
-        await _until(lambda: _state(registry, "shop") is None, 15)
+        await eventually(lambda: _state(registry, "shop") is None, what="shop canary gone",
+                         timeout_s=15)
         last = await rs.ask("shop", "hello", session="shop-1")  # a stable-bucket session
         assert (await rs.finished(last)).agent_id == "shop@2"
         promoted = await rs.audit.wait(lambda e: isinstance(e, AuditEvent)
@@ -111,7 +107,8 @@ async def test_a_failing_canary_is_rolled_back_after_two_failing_windows(
         answer = await cp.http.post("/api/v1/agents/cart/canary", headers=cp.auth(),
                                     json={"candidate_version": 2, "share": 0.5})
         assert answer.status_code == 200, answer.text
-        await _until(lambda: _state(registry, "cart") is RolloutState.ACTIVE, 15)
+        await eventually(lambda: _state(registry, "cart") is RolloutState.ACTIVE,
+                         what="cart canary active", timeout_s=15)
 
         async def traffic() -> None:  # closed loop: no backlog builds up behind the rollback
             while True:
@@ -121,7 +118,8 @@ async def test_a_failing_canary_is_rolled_back_after_two_failing_windows(
 
         feeder = asyncio.create_task(traffic())
         try:
-            await _until(lambda: _state(registry, "cart") is RolloutState.ROLLED_BACK, 150)
+            await eventually(lambda: _state(registry, "cart") is RolloutState.ROLLED_BACK,
+                             what="cart canary rolled back", timeout_s=150)
         finally:
             feeder.cancel()
         reason = registry.get("cart").rollout.reason or ""  # type: ignore[union-attr]

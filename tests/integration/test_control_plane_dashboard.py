@@ -30,6 +30,7 @@ from tests.support.control_plane import (
     by_action,
     running_control_plane,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -225,9 +226,8 @@ async def test_dashboard_draws_a_workflow_run_as_its_graph_and_follows_it(
     async with running_control_plane(topics, mongo_settings) as cp:
         publisher, t0 = cp.plane.runtime.publisher, datetime.now(UTC)
         await publisher.publish(WORKFLOWS, DASH_WORKFLOW, message_id="wf-desk@1")
-        async with asyncio.timeout(20):  # the form's start needs the definition seen
-            while not await cp.db.workflow_definitions_view.find_one({"_id": "desk@1"}):  # noqa: ASYNC110 - no change streams on FerretDB
-                await asyncio.sleep(0.05)
+        await eventually(lambda: cp.db.workflow_definitions_view.find_one({"_id": "desk@1"}),
+                         what="definition desk@1 seen")  # the form's start needs it
 
         async def publish(events: list[tuple[Any, ...]], first_seq: int) -> None:
             for seq, (kind, ms, step, step_type, extra) in enumerate(events, first_seq):

@@ -5,7 +5,6 @@ rejected through the API, each change audited, and the API's refusals."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from tests.integration.reasoning_harness import agent
 from tests.integration.workflows_harness import workflow, workflows_stack
 from tests.support.control_plane import Running, by_action, running_control_plane
 from tests.support.kafka import collect
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -147,9 +147,8 @@ async def test_unknown_runs_are_404_and_reads_need_a_token(
 
 async def _definition_seen(cp: Running, ref: str) -> None:
     """The control plane reads the definitions topic on its own; a start needs the definition."""
-    async with asyncio.timeout(20):
-        while await cp.db.workflow_definitions_view.find_one({"_id": ref}) is None:  # noqa: ASYNC110 - no change streams on FerretDB
-            await asyncio.sleep(0.05)
+    await eventually(lambda: cp.db.workflow_definitions_view.find_one({"_id": ref}),
+                     what=f"definition {ref} seen")
 
 
 async def test_a_workflow_started_and_approved_through_the_api_completes_and_is_audited(

@@ -23,6 +23,7 @@ from services.memory.run_queue import RunQueue, Sequencer, SlotState
 from services.memory.settings import MemoryServiceSettings
 from shared.mongo import Doc
 from tests.integration.memory_harness import Harness, completed, requested, rid
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ async def _queued(h: Harness, run_id: str) -> None:
     async def waiting() -> bool:
         return await _slot_state(h, run_id) is SlotState.WAITING
 
-    await h.eventually(waiting, what=f"run {run_id} queued")
+    await eventually(waiting, what=f"run {run_id} queued")
 
 
 # -- through the service ---------------------------------------------------------------

@@ -32,6 +32,7 @@ from tests.integration.memory_harness import (
     requested,
     rid,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +88,7 @@ async def test_redelivered_completion_learns_and_records_once(
         ledger = h.app.runtime.db["processed_messages"]
         return await ledger.count_documents({"topic": RUNS_COMPLETED.name}) >= 3
 
-    await h.eventually(handled_all, what="three deliveries handled")
+    await eventually(handled_all, what="three deliveries handled")
     history = await h.app.store.history(session)
     assert [m.chat["role"] for m in history] == ["user", "assistant"]
     assert len(await h.app.store.memories_of(user)) == 2
@@ -119,7 +120,7 @@ async def test_long_session_keeps_a_summary_and_stays_within_the_token_budget(
         state = await h.app.store.get_session(session)  # one read by _id, not a scan
         return state is not None and state.next_seq == total
 
-    await h.eventually(all_recorded, timeout_s=90, what=f"{total} messages recorded")
+    await eventually(all_recorded, timeout_s=90, what=f"{total} messages recorded")
     history = await h.app.store.history(session)
     assert [m.seq for m in history] == list(range(total))
     assert [m.run_id for m in history if m.idx == 0] == [d.run_id for d in runs]
@@ -234,7 +235,7 @@ async def test_knowledge_question_retrieves_the_right_chunk_from_many_documents(
         async def ingested() -> bool:
             return len(await h.app.store.documents()) == 60
 
-        await h.eventually(ingested, timeout_s=60, what="60 documents ingested")
+        await eventually(ingested, timeout_s=60, what="60 documents ingested")
         target = _town(37)
         query = KnowledgeQuery(call_id=rid("call"), run_id=rid("run"), session_id=rid("s"),
                                agent_id="guide", top_k=3,
@@ -319,7 +320,7 @@ async def test_model_writes_summaries_and_extracts_facts_when_configured(
             state = await h.app.store.get_session(session)
             return state is not None and state.next_seq == 60 and bool(state.summary)
 
-        await h.eventually(summarised, what="30 turns recorded and summarised")
+        await eventually(summarised, what="30 turns recorded and summarised")
         ready = await h.ready_for(requested(rid("s2"), user, "What about my gardening plans?",
                                             agent="gardener"))
         assert memory_texts(ready) == ["User loves gardening"]

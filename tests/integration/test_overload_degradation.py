@@ -8,7 +8,6 @@ the normal mode comes back the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from services.memory.settings import MemoryServiceSettings
 from shared.settings import KafkaSettings, MongoSettings
 from tests.integration.reasoning_harness import agent, reasoning_stack
 from tests.support.control_plane import by_action, running_control_plane
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -31,12 +31,6 @@ def _tools(request: dict[str, Any]) -> list[str]:
 
 def _max_tokens(request: dict[str, Any]) -> int:
     return int(request["body"]["max_tokens"])
-
-
-async def _until(check: Callable[[], bool], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():  # noqa: ASYNC110 - the view offers no change notification
-            await asyncio.sleep(0.05)
 
 
 async def test_degraded_mode_sheds_knowledge_tokens_and_learning(
@@ -58,7 +52,8 @@ async def test_degraded_mode_sheds_knowledge_tokens_and_learning(
             "degraded": True, "max_tokens": 256, "reason": "load test"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["version"] == 1 and answer.json()["degraded"] is True
-        await _until(lambda: control.degraded and learning.learning_off)
+        await eventually(lambda: control.degraded and learning.learning_off,
+                         what="degraded mode seen by reasoning and memory")
 
         session = "s-degraded"
         shed = await rs.finished(await rs.ask("reader", "I'm vegetarian.", session=session))
@@ -68,14 +63,14 @@ async def test_degraded_mode_sheds_knowledge_tokens_and_learning(
         # Memory handles a session's completions in order: once a later turn is recorded,
         # the vegetarian turn was handled, while degraded.
         later = await rs.finished(await rs.ask("reader", "hello again", session=session))
-        async with asyncio.timeout(20):
-            while not await cp.db["messages"].find_one({"run_id": later.run_id}):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
+        await eventually(lambda: cp.db["messages"].find_one({"run_id": later.run_id}),
+                         what="the later turn recorded")
 
         back = await cp.http.put("/api/v1/degradation", headers=cp.auth(),
                                  json={"degraded": False})
         assert back.json() == back.json() | {"degraded": False, "version": 2}
-        await _until(lambda: not control.degraded and not learning.degraded)
+        await eventually(lambda: not control.degraded and not learning.degraded,
+                         what="normal mode seen by reasoning and memory")
         await rs.finished(await rs.ask("reader", "I am a teacher.", session=session))
         assert _max_tokens(rs.model.requests[-1]) == 1024
 

@@ -8,7 +8,6 @@ test controls.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -42,6 +41,7 @@ from shared.kafka.publisher import Publisher
 from shared.mongo import sweep_expired
 from shared.settings import KafkaSettings, MongoSettings
 from tests.support.kafka import collect
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -75,13 +75,11 @@ class Scenario:
     async def until(self, check: Callable[[list[Sample]], bool], what: str,
                     timeout_s: float = 30.0) -> list[Sample]:
         """Scrape until ``check`` holds (the consumers work asynchronously)."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                samples = await self.scrape()
-                if check(samples):
-                    return samples
-                await asyncio.sleep(0.05)
-        raise AssertionError(what)  # pragma: no cover - the timeout raises first
+        async def scraped() -> list[Sample] | None:
+            samples = await self.scrape()
+            return samples if check(samples) else None
+
+        return await eventually(scraped, what=what, timeout_s=timeout_s)
 
 
 def _value(samples: list[Sample], name: str, **labels: str) -> float:

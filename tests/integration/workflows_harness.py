@@ -8,7 +8,6 @@ a test runs it as its own process -- the workflows service in process.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from services.workflows.app import WorkflowsApp, assemble
 from services.workflows.settings import WorkflowsSettings
 from shared.settings import KafkaSettings, MongoSettings
 from tests.integration.reasoning_harness import Follower, ReasoningStack, reasoning_stack
+from tests.support.waiting import eventually
 
 
 def workflow(doc: str, version: int = 1) -> WorkflowDefinition:
@@ -87,12 +87,11 @@ class WorkflowsStack:
 
     async def settled(self, mongo_db: Any, run_id: str, timeout: float = 10.0) -> dict[str, Any]:
         """The run's document once its last outbox is cleared (cleared just after publishing)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                doc: dict[str, Any] = await mongo_db.workflow_runs.find_one({"_id": run_id})
-                if doc is not None and not doc["outbox_pending"]:
-                    return doc
-                await asyncio.sleep(0.05)
+        async def cleared() -> dict[str, Any] | None:
+            doc: dict[str, Any] | None = await mongo_db.workflow_runs.find_one({"_id": run_id})
+            return doc if doc is not None and not doc["outbox_pending"] else None
+
+        return await eventually(cleared, what=f"workflow run {run_id} settled", timeout_s=timeout)
 
     def kinds(self, run_id: str) -> list[str]:
         seen: dict[int, WorkflowEvent] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from services.control_plane.app import ControlPlane, build_control_plane
 from services.control_plane.settings import ControlPlaneSettings
 from services.control_plane.store import AUDIT_LOG
 from shared.settings import KafkaSettings, MongoSettings
+from tests.support.waiting import eventually
 
 BOOTSTRAP = "test-bootstrap-token-0123456789abcdef"
 
@@ -42,9 +42,11 @@ class Running:
     async def eventually(self, fetch: Callable[[], Awaitable[httpx.Response]],
                          ready: Callable[[Any], Any], timeout_s: float = 20.0) -> Any:
         """Poll an API read until ``ready`` holds for its JSON body (views are eventual)."""
-        async with asyncio.timeout(timeout_s):
-            while not ready(body := (await fetch()).json()):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        async def body_when_ready() -> Any:
+            body = (await fetch()).json()
+            return (body,) if ready(body) else None
+
+        (body,) = await eventually(body_when_ready, what="API read ready", timeout_s=timeout_s)
         return body
 
     async def audit_records(self, predicate: Callable[[dict[str, Any]], bool] = lambda r: True,
@@ -58,10 +60,11 @@ class Running:
         The log is in MongoDB, which offers no change stream on FerretDB, so this
         polls; the caller then asserts the exact count.
         """
-        async with asyncio.timeout(timeout_s):
-            while len(found := await self.audit_records(predicate)) < count:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-        return found
+        async def enough() -> list[dict[str, Any]] | None:
+            found = await self.audit_records(predicate)
+            return found if len(found) >= count else None
+
+        return await eventually(enough, what=f"{count} audit records", timeout_s=timeout_s)
 
 
 @asynccontextmanager
