@@ -10,12 +10,11 @@ than the published one (or equal, with unchanged content).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mindstream.cli import versioned
 from mindstream.cli.errors import CliError
 
 _IGNORED = {"version", "updated_at", "rollout"}  # a canary is routing, not content
@@ -91,68 +90,28 @@ def load_definitions(paths: list[str]) -> list[tuple[Path, dict[str, Any], Any]]
 
 def plan(current: Any, raw: dict[str, Any], definition: Any) -> tuple[str, int]:
     """What applying ``definition`` over ``current`` means: (action, version)."""
-    explicit = raw.get("version")
-    if current is not None:
-        same = current.model_dump(mode="json", exclude=_IGNORED) == definition.model_dump(
-            mode="json", exclude=_IGNORED)
-        if same and (explicit is None or explicit == current.version):
-            return "unchanged", current.version
-        if explicit is not None and explicit <= current.version:
-            raise CliError(f"agent '{definition.id}': version {explicit} is not newer than the "
-                           f"published version {current.version}")
-        return "updated", explicit or current.version + 1
-    return "created", explicit or 1
+    return versioned.plan("agent", current, raw, definition, ignored=_IGNORED)
 
 
 async def _publish_all(loaded: list[tuple[Path, dict[str, Any], Any]], dry_run: bool) -> list[str]:
-    from schemas.envelope import deterministic_id
     from schemas.topics import AGENTS
     from shared.agent_registry import AgentRegistry
-    from shared.kafka.broker import make_broker
-    from shared.kafka.publisher import Publisher
     from shared.settings import KafkaSettings
 
-    settings = KafkaSettings()
     registry = AgentRegistry()
-    await registry.load(settings, timeout_s=15.0)
-    lines, to_send = [], []
-    for _path, raw, definition in loaded:
-        action, version = plan(registry.get(definition.id), raw, definition)
-        lines.append(f"{action:<9} {definition.id}@{version}")
-        if action != "unchanged":
-            to_send.append(definition.model_copy(
-                update={"version": version, "updated_at": datetime.now(UTC)}))
-    if dry_run or not to_send:
-        return lines
-    broker = make_broker(settings, client_id="mindstream-cli")
-    publisher = Publisher(broker, source="mindstream/cli", topic_prefix=settings.topic_prefix)
-    await broker.start()
-    try:
-        for d in to_send:
-            await publisher.publish(AGENTS, d, message_id=deterministic_id(
-                "agent", d.id, str(d.version)))
-    finally:
-        await broker.stop()
+    await registry.load(KafkaSettings(), timeout_s=15.0)
+    lines, to_send = versioned.apply_plan(loaded, registry.get, plan)
+    if not dry_run and to_send:
+        await versioned.publish_versions(AGENTS, "agent", to_send)
     return lines
 
 
-def _run(coro: Any) -> Any:
-    from aiokafka.errors import KafkaError
-
-    from shared.settings import KafkaSettings
-
-    try:
-        return asyncio.run(coro)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        where = KafkaSettings().bootstrap_servers
-        raise CliError(f"cannot reach Kafka at {where}: {exc or type(exc).__name__} "
-                       "(is it running? `mindstream dev up`)") from exc
+_run = versioned.run_with_kafka
 
 
 def _apply(args: argparse.Namespace) -> int:
     loaded = load_definitions(args.paths)
-    for line in _run(_publish_all(loaded, args.dry_run)):
-        print(line + (" (dry run)" if args.dry_run and not line.startswith("unchanged") else ""))
+    versioned.print_plan(_run(_publish_all(loaded, args.dry_run)), args.dry_run)
     return 0
 
 

@@ -93,7 +93,7 @@ async def _publish(definition: Any, action: str, reason: str | None, before: Any
 
 
 def _run(coro: Any) -> Any:
-    from mindstream.cli.agents_cmd import _run as run_with_kafka
+    from mindstream.cli.versioned import run_with_kafka
 
     return run_with_kafka(coro)
 
