@@ -37,6 +37,7 @@ or the next request, admits the successor and counts the predecessor abandoned.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -136,19 +137,26 @@ class RunQueue:
         return _slot(doc) if doc is not None else None
 
     async def enqueue(self, request: RunRequested, envelope: Envelope | None, *,
-                      now: datetime, max_steps: int = 10_000) -> Slot:
-        """The request's slot: the one it already holds (a replay), else a new one
-        at the end of its session's queue, ``waiting``."""
-        marker = await self._runs.find_one({"_id": request.run_id})
+                      now: datetime, max_steps: int = 10_000) -> tuple[Slot, Slot | None]:
+        """The request's slot, and the slot before it as read *after* placing this one.
+
+        The slot is the one the request already holds (a replay), else a new one at
+        the end of its session's queue, ``waiting``. Independent round trips go
+        out together: this is on every run's critical path.
+        """
+        marker, head = await asyncio.gather(
+            self._runs.find_one({"_id": request.run_id}),
+            self._coll.find_one({"_id": f"head:{request.session_id}"}))
         if marker is not None:
             held = await self._coll.find_one({"_id": marker["slot"]})
             if held is None:  # ended and expired: a late replay
                 return Slot(request.session_id, -1, request.run_id, SlotState.DONE, request,
-                            envelope)
-            return _slot(held)
+                            envelope), None
+            slot = _slot(held)
+            waiting = slot.state is SlotState.WAITING
+            return slot, await self.get(slot.session_id, slot.pos - 1) if waiting else None
         # No marker: a new request, or one whose slot was placed just before a crash (the
         # walk from the head hint, never past that slot, finds it by its run id).
-        head = await self._coll.find_one({"_id": f"head:{request.session_id}"})
         pos = int(head["next"]) if head is not None else 0
         doc: Doc = {}
         for _ in range(max_steps):
@@ -170,15 +178,25 @@ class RunQueue:
                 pos += 1
         else:  # pragma: no cover - a session of 10,000 queued runs
             raise RuntimeError(f"session {request.session_id}: no free queue position")
-        await self._runs.update_one(
-            {"_id": request.run_id},
-            {"$set": {"slot": doc["_id"]}, "$setOnInsert": {"expires_at": now + RUN_RETENTION}},
-            upsert=True)
-        await self._coll.update_one(
-            {"_id": f"head:{request.session_id}"},
-            {"$max": {"next": pos + 1}, "$set": {"expires_at": now + HEAD_RETENTION}},
-            upsert=True)
-        return _slot(doc)
+        # Linked before the predecessor is read: a completion that admits this slot must
+        # find it linked (see Sequencer._start), else its own completion could not find it.
+        await asyncio.gather(
+            self._runs.update_one(
+                {"_id": request.run_id},
+                {"$set": {"slot": doc["_id"]},
+                 "$setOnInsert": {"expires_at": now + RUN_RETENTION}},
+                upsert=True),
+            self._coll.update_one(
+                {"_id": f"head:{request.session_id}"},
+                {"$max": {"next": pos + 1}, "$set": {"expires_at": now + HEAD_RETENTION}},
+                upsert=True))
+        return _slot(doc), await self.get(request.session_id, pos - 1)
+
+    async def linked(self, slot: Slot) -> bool:
+        """Whether the slot's run marker points at it yet (its request handler links it
+        right after placing it)."""
+        marker = await self._runs.find_one({"_id": slot.run_id})
+        return marker is not None and marker.get("slot") == slot.id
 
     async def mark_admitted(self, slot: Slot, *, stale_at: datetime) -> None:
         await self._coll.update_one(
@@ -217,12 +235,12 @@ class Sequencer:
     async def requested(self, request: RunRequested, envelope: Envelope | None) -> bool:
         """Enqueue the request; start it now if its session is free. True if started
         (or, for a replay of a started run, started again: same ``RunReady`` id)."""
-        slot = await self._queue.enqueue(request, envelope, now=self._clock())
+        slot, before = await self._queue.enqueue(request, envelope, now=self._clock())
         if slot.state is SlotState.DONE:
             log.info("run %s requested again after it ended; nothing to do", request.run_id)
             return False
-        if slot.state is SlotState.ADMITTED or await self._predecessor_ended(slot):
-            await self._start(slot)
+        if slot.state is SlotState.ADMITTED or await self._ended(slot, before):
+            await self._start(slot, linked=True)
             return True
         self._on_event("queued")
         log.info("run %s waits for the previous run of session %s", request.run_id,
@@ -249,13 +267,12 @@ class Sequencer:
         """Start waiting runs whose predecessor ended or outlived its deadline."""
         started = 0
         for slot in await self._queue.waiting():
-            if await self._predecessor_ended(slot):
-                await self._start(slot)
-                started += 1
+            if await self._ended(slot, await self._queue.get(slot.session_id, slot.pos - 1)):
+                started += await self._start(slot)
         return started
 
-    async def _predecessor_ended(self, slot: Slot) -> bool:
-        before = await self._queue.get(slot.session_id, slot.pos - 1)
+    async def _ended(self, slot: Slot, before: Slot | None) -> bool:
+        """Whether ``before``, the slot ahead of ``slot``, lets it start."""
         if before is None or before.state is SlotState.DONE:
             return True
         now = self._clock()
@@ -267,10 +284,19 @@ class Sequencer:
             return True
         return False
 
-    async def _start(self, slot: Slot) -> None:
+    async def _start(self, slot: Slot, *, linked: bool = False) -> bool:
+        """Admit (if waiting) and publish the run's ``RunReady``; False if not started.
+
+        A waiting slot whose run is not linked to it yet is left to its own request
+        handler, which links it and then reads the predecessor this caller has just
+        ended: it will start the run itself.
+        """
         if slot.request is None:  # pragma: no cover - only done slots drop their request
-            return
+            return False
         if slot.state is SlotState.WAITING:
+            if not linked and not await self._queue.linked(slot):
+                return False
             stale_at = self._clock() + self._allowed(slot.request)
             await self._queue.mark_admitted(slot, stale_at=stale_at)
         await self._admit(slot.request, slot.envelope)
+        return True
