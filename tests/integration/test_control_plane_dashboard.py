@@ -62,7 +62,8 @@ def signed_in(base_url: str) -> Iterator[tuple[Any, Any]]:
     wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
     try:
         driver.get(base_url)
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=token]").is_displayed())
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=token]").is_displayed(),
+                   "the sign-in form")
         driver.find_element(By.CSS_SELECTOR, "[data-testid=token]").send_keys(BOOTSTRAP)
         driver.find_element(By.CSS_SELECTOR, "[data-testid=login]").click()
         yield driver, wait
@@ -75,13 +76,17 @@ def drive(base_url: str, run_listed: Any, loop: asyncio.AbstractEventLoop) -> di
     from selenium.webdriver.common.by import By
 
     with signed_in(base_url) as (driver, wait):
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-run="{RUN}"]'))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-run="{RUN}"]'),
+                   f"the row of {RUN}")
         loop.call_soon_threadsafe(run_listed.set)
         wait.until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, f'tr[data-run="{RUN}"][data-status="completed"]'))
+            By.CSS_SELECTOR, f'tr[data-run="{RUN}"][data-status="completed"]'),
+            f"{RUN} shown completed")
         wait.until(lambda d: d.execute_script(
-            f'document.querySelector(\'tr[data-run="{RUN}"]\').click(); return true;'))
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline rect[data-step=tool]"))
+            f'document.querySelector(\'tr[data-run="{RUN}"]\').click(); return true;'),
+            "opening the run")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline rect[data-step=tool]"),
+                   "the tool step on the timeline")
         steps = [e.get_attribute("data-step")
                  for e in driver.find_elements(By.CSS_SELECTOR, "#timeline rect")]
         title = driver.find_element(By.ID, "run-title").text
@@ -89,6 +94,21 @@ def drive(base_url: str, run_listed: Any, loop: asyncio.AbstractEventLoop) -> di
         driver.save_screenshot(str(ARTIFACT))
         return {"steps": steps, "title": title,
                 "kill": driver.find_element(By.CSS_SELECTOR, "[data-testid=kill-switch]").text}
+
+
+async def _seen_or_failed(seen: asyncio.Event, browser: asyncio.Task[Any], what: str,
+                          timeout_s: float = 150.0) -> None:
+    """Wait until the browser thread signals ``seen``; if it fails first, its own error
+    (which names the element it waited for) is the test's failure."""
+    signalled = asyncio.create_task(seen.wait())
+    await asyncio.wait({signalled, browser}, timeout=timeout_s,
+                       return_when=asyncio.FIRST_COMPLETED)
+    if seen.is_set():
+        return
+    signalled.cancel()
+    if browser.done():
+        browser.result()
+    raise AssertionError(f"{what}: not within {timeout_s:g}s")
 
 
 @needs_chromium
@@ -108,7 +128,7 @@ async def test_dashboard_shows_a_run_complete_and_its_timeline(
         browser = asyncio.create_task(asyncio.to_thread(
             drive, f"http://127.0.0.1:{cp.plane.server.port}/", listed,
             asyncio.get_running_loop()))
-        await asyncio.wait_for(listed.wait(), 60)
+        await _seen_or_failed(listed, browser, "the run listed in the browser")
 
         t0, publisher = datetime.now(UTC), cp.plane.runtime.publisher
         kinds = [(RunEventKind.RUN_STARTED, 0, {}),
@@ -182,27 +202,30 @@ def drive_workflow(base_url: str, waiting_seen: Any, loop: asyncio.AbstractEvent
 
     with signed_in(base_url) as (driver, wait):
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=nav-workflows]"
-                                            ).is_displayed())
+                                            ).is_displayed(), "the Workflows tab")
         driver.find_element(By.CSS_SELECTOR, "[data-testid=nav-workflows]").click()
         for field, text in (("wf-start-workflow", "desk"), ("wf-start-input", "from the form")):
             driver.find_element(By.ID, field).send_keys(text)
         driver.find_element(By.ID, "wf-start-submit").click()
-        wait.until(lambda d: d.find_element(By.ID, "wf-start-result").text)
+        wait.until(lambda d: d.find_element(By.ID, "wf-start-result").text,
+                   "the start form's result")
         started = driver.find_element(By.ID, "wf-start-result").text
         row = f'tr[data-workflow-run="{WORKFLOW_RUN}"]'
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row), f"the row of {WORKFLOW_RUN}")
         wait.until(lambda d: d.execute_script(
-            f"document.querySelector('{row}').click(); return true;"))
+            f"document.querySelector('{row}').click(); return true;"), "opening the run")
         wait.until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, '#workflow-graph g.node[data-step="sign-off"].state-awaiting_approval'))
+            By.CSS_SELECTOR, '#workflow-graph g.node[data-step="sign-off"].state-awaiting_approval'),
+            "sign-off drawn as awaiting approval")
         waiting = node_classes(driver)
         approve = driver.find_element(By.CSS_SELECTOR, "[data-testid=workflow-approve]")
-        wait.until(lambda d: approve.is_displayed())
+        wait.until(lambda d: approve.is_displayed(), "the Approve button")
         approve_label = approve.text
         approve.click()
         loop.call_soon_threadsafe(waiting_seen.set)
         wait.until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, '#workflow-graph g.node[data-step="publish"].state-failed'))
+            By.CSS_SELECTOR, '#workflow-graph g.node[data-step="publish"].state-failed'),
+            "publish drawn as failed")
         ended = node_classes(driver)
         buttons_after = [driver.find_element(By.CSS_SELECTOR, f"[data-testid=workflow-{b}]"
                                              ).is_displayed() for b in ("approve", "cancel")]
@@ -241,7 +264,7 @@ async def test_dashboard_draws_a_workflow_run_as_its_graph_and_follows_it(
         browser = asyncio.create_task(asyncio.to_thread(
             drive_workflow, f"http://127.0.0.1:{cp.plane.server.port}/", waiting_seen,
             asyncio.get_running_loop()))
-        await asyncio.wait_for(waiting_seen.wait(), 60)
+        await _seen_or_failed(waiting_seen, browser, "the waiting run approved in the browser")
         (approved,) = await cp.wait_audit(1, by_action("workflow.approve",
                                                        target_id=WORKFLOW_RUN))
         await publish(ENDING, len(WAITING))
