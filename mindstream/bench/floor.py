@@ -55,17 +55,21 @@ class CriticalPath:
 
 
 # client -> memory -> reasoning -> client. Round trips a run causes in the handlers on
-# its path (a few, like the ledger mark, follow the publish but hold up the partition):
-# memory: session, memories (reads; it keeps no ledger for requests).
+# its path (a few, like the ledger mark, follow the publish but hold up the partition;
+# round trips sent together count once):
+# memory: the session run queue (run marker + head hint, read together; the slot insert,
+# admitted at once; marker link + head hint, written together; a session's later runs
+# add one read, the previous run's slot: the bench sends each run in a new session),
+# then the session and memories (reads; it keeps no ledger for requests).
 # reasoning on RunReady: ledger seen (read); run insert (no read first), ledger mark
 # (inserts); model-call claim (it also clears the published outbox), save after the
 # model, outbox clear (updates).
-ANSWER_PATH = CriticalPath(hops=3, reads=3, inserts=2, updates=3)
-# client -> memory -> reasoning -> tools -> reasoning -> client. As above, plus tools:
+ANSWER_PATH = CriticalPath(hops=3, reads=4, inserts=3, updates=4)
+# client -> memory -> reasoning -> tools -> reasoning -> client. As above (queue included), plus tools:
 # call ledger start and result (2 inserts); reasoning on the result: ledger seen, run get
 # (reads), save, claim (clears), save and clear after the second model call (4 updates),
 # ledger mark (insert).
-TOOL_PATH = CriticalPath(hops=5, reads=5, inserts=5, updates=7)
+TOOL_PATH = CriticalPath(hops=5, reads=6, inserts=6, updates=8)
 
 
 async def _make_topics(bootstrap: str, names: list[str]) -> None:

@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -114,6 +115,11 @@ def _slot(doc: Mapping[str, Any]) -> Slot:
     )
 
 
+def _done_update(now: datetime) -> Doc:
+    return {"$set": {"state": SlotState.DONE.value, "expires_at": now + DONE_RETENTION},
+            "$unset": {"request": ""}}
+
+
 class RunQueue:
     """The ``run_queue`` (slots, session heads) and ``run_queue_runs`` collections."""
 
@@ -136,33 +142,35 @@ class RunQueue:
         doc = await self._coll.find_one({"_id": marker["slot"]})
         return _slot(doc) if doc is not None else None
 
-    async def enqueue(self, request: RunRequested, envelope: Envelope | None, *,
-                      now: datetime, max_steps: int = 10_000) -> tuple[Slot, Slot | None]:
-        """The request's slot, and the slot before it as read *after* placing this one.
-
-        The slot is the one the request already holds (a replay), else a new one at
-        the end of its session's queue, ``waiting``. Independent round trips go
-        out together: this is on every run's critical path.
-        """
+    async def find(self, request: RunRequested) -> tuple[Slot | None, int]:
+        """(the slot a replayed request already holds, else None; where its session's
+        next free position probably is). Both reads go out together."""
         marker, head = await asyncio.gather(
             self._runs.find_one({"_id": request.run_id}),
             self._coll.find_one({"_id": f"head:{request.session_id}"}))
-        if marker is not None:
-            held = await self._coll.find_one({"_id": marker["slot"]})
-            if held is None:  # ended and expired: a late replay
-                return Slot(request.session_id, -1, request.run_id, SlotState.DONE, request,
-                            envelope), None
-            slot = _slot(held)
-            waiting = slot.state is SlotState.WAITING
-            return slot, await self.get(slot.session_id, slot.pos - 1) if waiting else None
-        # No marker: a new request, or one whose slot was placed just before a crash (the
-        # walk from the head hint, never past that slot, finds it by its run id).
-        pos = int(head["next"]) if head is not None else 0
+        if marker is None:
+            return None, int(head["next"]) if head is not None else 0
+        held = await self._coll.find_one({"_id": marker["slot"]})
+        if held is None:  # ended and expired: a late replay
+            return Slot(request.session_id, -1, request.run_id, SlotState.DONE, request,
+                        envelope=None), -1
+        return _slot(held), -1
+
+    async def place(self, request: RunRequested, envelope: Envelope | None, pos: int, *,
+                    now: datetime, admitted_until: datetime | None,
+                    max_steps: int = 10_000) -> Slot:
+        """Place the request in the first free position from ``pos``, ``admitted`` (until
+        ``admitted_until``) if that is ``pos`` itself and the caller saw its predecessor
+        ended, else ``waiting``; then link the run to it. A request whose slot was placed
+        just before a crash finds it on the way (the head hint never passes it)."""
         doc: Doc = {}
-        for _ in range(max_steps):
+        for candidate in range(pos, pos + max_steps):
+            admitted = admitted_until is not None and candidate == pos
             doc = {
-                "_id": _slot_id(request.session_id, pos), "session_id": request.session_id,
-                "pos": pos, "run_id": request.run_id, "state": SlotState.WAITING.value,
+                "_id": _slot_id(request.session_id, candidate),
+                "session_id": request.session_id, "pos": candidate, "run_id": request.run_id,
+                "state": (SlotState.ADMITTED if admitted else SlotState.WAITING).value,
+                "stale_at": admitted_until if admitted else None,
                 "request": request.model_dump(mode="json"),
                 "envelope": envelope.model_dump(mode="json") if envelope else None,
                 "created_at": now,
@@ -175,11 +183,10 @@ class RunQueue:
                 if taken is not None and taken["run_id"] == request.run_id:
                     doc = dict(taken)  # placed before a crash, or by a concurrent copy
                     break
-                pos += 1
         else:  # pragma: no cover - a session of 10,000 queued runs
             raise RuntimeError(f"session {request.session_id}: no free queue position")
-        # Linked before the predecessor is read: a completion that admits this slot must
-        # find it linked (see Sequencer._start), else its own completion could not find it.
+        # Linked before anything else reads or admits this slot: a completion admits only
+        # linked slots (Sequencer._start), so every started run's completion finds its slot.
         await asyncio.gather(
             self._runs.update_one(
                 {"_id": request.run_id},
@@ -188,9 +195,19 @@ class RunQueue:
                 upsert=True),
             self._coll.update_one(
                 {"_id": f"head:{request.session_id}"},
-                {"$max": {"next": pos + 1}, "$set": {"expires_at": now + HEAD_RETENTION}},
+                {"$max": {"next": int(doc["pos"]) + 1},
+                 "$set": {"expires_at": now + HEAD_RETENTION}},
                 upsert=True))
-        return _slot(doc), await self.get(request.session_id, pos - 1)
+        return _slot(doc)
+
+    async def finish(self, run_id: str, *, now: datetime) -> Slot | None:
+        """Mark the run's slot done; the slot as it was (None: the run has none)."""
+        marker = await self._runs.find_one({"_id": run_id})
+        if marker is None:
+            return None
+        doc = await self._coll.find_one_and_update(
+            {"_id": marker["slot"]}, _done_update(now), return_document=ReturnDocument.BEFORE)
+        return _slot(doc) if doc is not None else None
 
     async def linked(self, slot: Slot) -> bool:
         """Whether the slot's run marker points at it yet (its request handler links it
@@ -204,10 +221,7 @@ class RunQueue:
             {"$set": {"state": SlotState.ADMITTED.value, "stale_at": stale_at}})
 
     async def mark_done(self, slot: Slot, *, now: datetime) -> None:
-        await self._coll.update_one(
-            {"_id": slot.id},
-            {"$set": {"state": SlotState.DONE.value, "expires_at": now + DONE_RETENTION},
-             "$unset": {"request": ""}})
+        await self._coll.update_one({"_id": slot.id}, _done_update(now))
 
     async def waiting(self, limit: int = 500) -> list[Slot]:
         """Waiting slots, oldest first: what the sweeper checks (a scan on FerretDB;
@@ -234,13 +248,31 @@ class Sequencer:
 
     async def requested(self, request: RunRequested, envelope: Envelope | None) -> bool:
         """Enqueue the request; start it now if its session is free. True if started
-        (or, for a replay of a started run, started again: same ``RunReady`` id)."""
-        slot, before = await self._queue.enqueue(request, envelope, now=self._clock())
-        if slot.state is SlotState.DONE:
+        (or, for a replay of a started run, started again: same ``RunReady`` id).
+
+        The predecessor is read *before* placing the slot too: when it has ended (the
+        common case) the slot goes in ``admitted`` and the run starts at once, with no
+        second read and no second write on the run's critical path.
+        """
+        held, pos = await self._queue.find(request)
+        if held is None:
+            before = await self._queue.get(request.session_id, pos - 1)
+            now = self._clock()
+            free = await self._ended(request.session_id, request.run_id, before)
+            held = await self._queue.place(
+                request, envelope, pos, now=now,
+                admitted_until=now + self._allowed(request) if free else None)
+        if held.state is SlotState.DONE:
             log.info("run %s requested again after it ended; nothing to do", request.run_id)
             return False
-        if slot.state is SlotState.ADMITTED or await self._ended(slot, before):
-            await self._start(slot, linked=True)
+        if held.state is SlotState.ADMITTED:
+            await self._start(held, linked=True)
+            return True
+        # Waiting: read the predecessor again, now that this slot is in place (a completion
+        # that marked it done before this read finds this slot; one after it is seen here).
+        before = await self._queue.get(held.session_id, held.pos - 1)
+        if await self._ended(held.session_id, held.run_id, before):
+            await self._start(held, linked=True)
             return True
         self._on_event("queued")
         log.info("run %s waits for the previous run of session %s", request.run_id,
@@ -249,11 +281,9 @@ class Sequencer:
 
     async def ended(self, run_id: str) -> None:
         """A run ended (any status): free its session for the next run, if one waits."""
-        slot = await self._queue.slot_of(run_id)
+        slot = await self._queue.finish(run_id, now=self._clock())
         if slot is None:  # not started through this queue (or long expired)
             return
-        if slot.state is not SlotState.DONE:
-            await self._queue.mark_done(slot, now=self._clock())
         successor = await self._queue.get(slot.session_id, slot.pos + 1)
         while successor is not None and successor.run_id == run_id:
             # Two copies of one request raced past each other into two slots: both end.
@@ -267,18 +297,20 @@ class Sequencer:
         """Start waiting runs whose predecessor ended or outlived its deadline."""
         started = 0
         for slot in await self._queue.waiting():
-            if await self._ended(slot, await self._queue.get(slot.session_id, slot.pos - 1)):
+            before = await self._queue.get(slot.session_id, slot.pos - 1)
+            if await self._ended(slot.session_id, slot.run_id, before):
                 started += await self._start(slot)
         return started
 
-    async def _ended(self, slot: Slot, before: Slot | None) -> bool:
-        """Whether ``before``, the slot ahead of ``slot``, lets it start."""
+    async def _ended(self, session_id: str, run_id: str, before: Slot | None) -> bool:
+        """Whether ``before``, the slot ahead of run ``run_id``'s, lets it start: absent
+        (none, or ended long ago), done, or admitted and past its time (abandoned)."""
         if before is None or before.state is SlotState.DONE:
             return True
         now = self._clock()
         if before.state is SlotState.ADMITTED and before.stale_at and before.stale_at <= now:
             log.warning("run %s of session %s never ended (past its deadline); starting %s",
-                        before.run_id, slot.session_id, slot.run_id)
+                        before.run_id, session_id, run_id)
             self._on_event("abandoned")
             await self._queue.mark_done(before, now=now)
             return True
