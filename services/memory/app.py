@@ -14,6 +14,7 @@ from schemas.topics import (
     CONTROL,
     KNOWLEDGE_DOCUMENTS,
     KNOWLEDGE_QUERIES,
+    RUNS_COMMANDS,
     RUNS_COMPLETED,
     RUNS_REQUESTED,
 )
@@ -137,6 +138,7 @@ def wire(
         (RUNS_REQUESTED, handlers.on_run_requested, concurrency, False),
         (KNOWLEDGE_QUERIES, handlers.on_knowledge_query, concurrency, False),
         (RUNS_COMPLETED, handlers.on_run_completed, concurrency, True),
+        (RUNS_COMMANDS, handlers.on_run_command, concurrency, False),
         (KNOWLEDGE_DOCUMENTS, handlers.on_document, 1, True),
     ):
         runtime.consume(spec, handler, concurrency=members, dedupe=dedupe)

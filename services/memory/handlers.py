@@ -13,6 +13,7 @@ already stored and re-publishes the same message ids, which consumers drop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -26,9 +27,9 @@ from schemas.audit import AuditOutcome
 from schemas.common import ChatRole
 from schemas.envelope import Envelope, deterministic_id
 from schemas.knowledge import KNOWLEDGE_TOOL, KnowledgeDocument, KnowledgeHit, KnowledgeQuery
-from schemas.runs import RunCompleted, RunReady, RunRequested, RunStatus
+from schemas.runs import RunCommand, RunCommandKind, RunCompleted, RunReady, RunRequested, RunStatus
 from schemas.tools import MAX_INLINE_CONTENT_BYTES, ToolError, ToolErrorCode, ToolResult
-from schemas.topics import RUNS_READY, TOOLS_RESULTS
+from schemas.topics import RUNS_COMPLETED, RUNS_READY, TOOLS_RESULTS
 from services.memory.assembly import ContextAssembler
 from services.memory.knowledge import KnowledgeBase
 from services.memory.learning import Extractor, Memory, merge
@@ -180,6 +181,43 @@ class MemoryHandlers:
         await self.publisher.publish(
             RUNS_READY, ready, caused_by=envelope,
             message_id=deterministic_id("ready", request.run_id),
+        )
+
+    # -- runs.commands ----------------------------------------------------------
+
+    async def on_run_command(self, delivery: Delivery[RunCommand]) -> None:
+        """Cancel a run still waiting in its session's queue.
+
+        Reasoning cancels runs that have started; one that has not has only a slot
+        here, so memory reports it cancelled (the same ``RunCompleted`` a client
+        gets for any cancel) and its turn is passed over when it comes.
+        """
+        cmd = delivery.message
+        if cmd.command is not RunCommandKind.CANCEL:
+            return
+        slot = await self.sequencer.cancel(cmd.run_id)
+        if slot is None or slot.request is None:
+            return  # started (reasoning cancels it), ended, or unknown
+        request, now = slot.request, self.clock()
+        reason = f"cancelled by {cmd.actor.kind.value}:{cmd.actor.id} before it started" + (
+            f": {cmd.reason}" if cmd.reason else "")
+        done = RunCompleted(
+            run_id=request.run_id, session_id=request.session_id, agent_id=request.agent_id,
+            user_id=request.user_id, parent_run_id=request.parent_run_id,
+            status=RunStatus.CANCELLED, error=reason[:2000], completed_at=now,
+        )
+        message_id = deterministic_id("cancelled-queued", request.run_id)
+        await self.publisher.publish(RUNS_COMPLETED, done, caused_by=delivery.envelope,
+                                     message_id=message_id)
+        if request.reply_topic:
+            with contextlib.suppress(Exception):  # best effort, as reasoning does
+                await self.publisher.publish(RUNS_COMPLETED, done, caused_by=delivery.envelope,
+                                             message_id=message_id,
+                                             physical_topic=request.reply_topic)
+        await self.audit.emit(
+            "run.cancelled", ("run", request.run_id), outcome=AuditOutcome.SUCCESS,
+            actor=cmd.actor, reason=reason, details={"agent": request.agent_id, "queued": True},
+            key=request.run_id, caused_by=delivery.envelope,
         )
 
     # -- knowledge.queries ------------------------------------------------------

@@ -45,7 +45,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -53,7 +52,7 @@ from pymongo.write_concern import WriteConcern
 
 from schemas.envelope import Envelope
 from schemas.runs import RunRequested
-from shared.mongo import Doc, IndexSpec
+from shared.mongo import Doc, IndexSpec, update_by_id
 
 __all__ = ["INDEXES", "RUN_QUEUE", "RUN_QUEUE_RUNS", "RunQueue", "Sequencer", "Slot", "SlotState"]
 
@@ -82,6 +81,7 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
 class SlotState(StrEnum):
     WAITING = "waiting"
     ADMITTED = "admitted"
+    CANCELLED = "cancelled"  # ended while waiting: its turn is passed over when it comes
     DONE = "done"
 
 
@@ -125,6 +125,7 @@ class RunQueue:
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         majority = WriteConcern(w="majority")
+        self._db = db
         self._coll: AsyncCollection[Doc] = db.get_collection(RUN_QUEUE, write_concern=majority)
         self._runs: AsyncCollection[Doc] = db.get_collection(RUN_QUEUE_RUNS,
                                                              write_concern=majority)
@@ -201,13 +202,41 @@ class RunQueue:
         return _slot(doc)
 
     async def finish(self, run_id: str, *, now: datetime) -> Slot | None:
-        """Mark the run's slot done; the slot as it was (None: the run has none)."""
-        marker = await self._runs.find_one({"_id": run_id})
-        if marker is None:
+        """A run ended: its slot is done if it held its session, cancelled if it was
+        still waiting (its successors keep waiting for the run before it). The slot as
+        it was (None: the run has none)."""
+        slot = await self.slot_of(run_id)
+        if slot is None:
             return None
-        doc = await self._coll.find_one_and_update(
-            {"_id": marker["slot"]}, _done_update(now), return_document=ReturnDocument.BEFORE)
-        return _slot(doc) if doc is not None else None
+        if slot.state is SlotState.WAITING:
+            await self._set_state(slot, SlotState.CANCELLED, now=now)
+        elif slot.state is SlotState.ADMITTED:
+            await self.mark_done(slot, now=now)
+        return slot
+
+    async def cancel_waiting(self, run_id: str, *, now: datetime) -> Slot | None:
+        """Cancel the run if it is still waiting for its turn; the slot if so (also when
+        it was cancelled already: the caller's report is idempotent)."""
+        slot = await self.slot_of(run_id)
+        if slot is not None and slot.state is SlotState.CANCELLED:
+            return slot  # a redelivered command: report it again (same message id)
+        if slot is None or slot.state is not SlotState.WAITING:
+            return None
+        return slot if await self._set_state(slot, SlotState.CANCELLED, now=now) else None
+
+    async def _set_state(self, slot: Slot, state: SlotState, *, now: datetime,
+                         stale_at: datetime | None = None) -> bool:
+        """Move a waiting slot on (to admitted or cancelled); False if it is no longer
+        waiting. By ``_id`` only, so on FerretDB the check and the write are two steps
+        (under the per-document lock in-process)."""
+        update: Doc = {"$set": {"state": state.value, "updated_at": now}}
+        if stale_at is not None:
+            update["$set"]["stale_at"] = stale_at
+        if state is SlotState.CANCELLED:  # kept while the runs ahead of it may still run
+            update["$set"]["expires_at"] = now + RUN_RETENTION
+        found = await update_by_id(self._db, RUN_QUEUE, slot.id, update,
+                                   where={"state": SlotState.WAITING.value})
+        return found is not None
 
     async def linked(self, slot: Slot) -> bool:
         """Whether the slot's run marker points at it yet (its request handler links it
@@ -215,10 +244,9 @@ class RunQueue:
         marker = await self._runs.find_one({"_id": slot.run_id})
         return marker is not None and marker.get("slot") == slot.id
 
-    async def mark_admitted(self, slot: Slot, *, stale_at: datetime) -> None:
-        await self._coll.update_one(
-            {"_id": slot.id},
-            {"$set": {"state": SlotState.ADMITTED.value, "stale_at": stale_at}})
+    async def mark_admitted(self, slot: Slot, *, stale_at: datetime, now: datetime) -> bool:
+        """Waiting -> admitted; False if it was cancelled (or admitted) meanwhile."""
+        return await self._set_state(slot, SlotState.ADMITTED, now=now, stale_at=stale_at)
 
     async def mark_done(self, slot: Slot, *, now: datetime) -> None:
         await self._coll.update_one({"_id": slot.id}, _done_update(now))
@@ -280,13 +308,27 @@ class Sequencer:
         return False
 
     async def ended(self, run_id: str) -> None:
-        """A run ended (any status): free its session for the next run, if one waits."""
+        """A run ended (any status): free its session for the next run, if one waits.
+
+        A run that ended while still waiting (cancelled in the queue) frees nothing:
+        the run ahead of it still holds the session.
+        """
         slot = await self._queue.finish(run_id, now=self._clock())
-        if slot is None:  # not started through this queue (or long expired)
+        if slot is None or slot.state in (SlotState.WAITING, SlotState.CANCELLED):
             return
+        await self._start_after(slot)
+
+    async def cancel(self, run_id: str) -> Slot | None:
+        """Cancel a run still waiting for its turn; its slot if it was (the caller
+        reports the run cancelled). None: not waiting (started, ended or unknown)."""
+        return await self._queue.cancel_waiting(run_id, now=self._clock())
+
+    async def _start_after(self, slot: Slot) -> None:
+        """Start the run after ``slot`` (which has ended), passing over cancelled ones and
+        a second slot of the same run (two copies of a request raced into two)."""
         successor = await self._queue.get(slot.session_id, slot.pos + 1)
-        while successor is not None and successor.run_id == run_id:
-            # Two copies of one request raced past each other into two slots: both end.
+        while successor is not None and (
+                successor.run_id == slot.run_id or successor.state is SlotState.CANCELLED):
             if successor.state is not SlotState.DONE:
                 await self._queue.mark_done(successor, now=self._clock())
             successor = await self._queue.get(slot.session_id, successor.pos + 1)
@@ -302,12 +344,20 @@ class Sequencer:
                 started += await self._start(slot)
         return started
 
-    async def _ended(self, session_id: str, run_id: str, before: Slot | None) -> bool:
+    async def _ended(self, session_id: str, run_id: str, before: Slot | None,
+                     depth: int = 0) -> bool:
         """Whether ``before``, the slot ahead of run ``run_id``'s, lets it start: absent
-        (none, or ended long ago), done, or admitted and past its time (abandoned)."""
+        (none, or ended long ago), done, admitted and past its time (abandoned), or
+        cancelled with its own predecessor ended (its turn has passed)."""
         if before is None or before.state is SlotState.DONE:
             return True
         now = self._clock()
+        if before.state is SlotState.CANCELLED and depth < 1000:
+            earlier = await self._queue.get(session_id, before.pos - 1)
+            if not await self._ended(session_id, before.run_id, earlier, depth + 1):
+                return False
+            await self._queue.mark_done(before, now=now)
+            return True
         if before.state is SlotState.ADMITTED and before.stale_at and before.stale_at <= now:
             log.warning("run %s of session %s never ended (past its deadline); starting %s",
                         before.run_id, session_id, run_id)
@@ -325,10 +375,14 @@ class Sequencer:
         """
         if slot.request is None:  # pragma: no cover - only done slots drop their request
             return False
+        if slot.state is SlotState.CANCELLED:
+            return False
         if slot.state is SlotState.WAITING:
             if not linked and not await self._queue.linked(slot):
                 return False
-            stale_at = self._clock() + self._allowed(slot.request)
-            await self._queue.mark_admitted(slot, stale_at=stale_at)
+            now = self._clock()
+            if not await self._queue.mark_admitted(
+                    slot, stale_at=now + self._allowed(slot.request), now=now):
+                return False  # cancelled (or started by another caller) meanwhile
         await self._admit(slot.request, slot.envelope)
         return True

@@ -16,13 +16,14 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.agents import AgentDefinition, Limits, ModelSettings
+from schemas.common import Actor, ActorKind
 from schemas.envelope import Envelope
-from schemas.runs import RunCompleted, RunRequested, RunStatus
-from schemas.topics import RUNS_COMPLETED, RUNS_REQUESTED
+from schemas.runs import RunCommand, RunCommandKind, RunCompleted, RunRequested, RunStatus
+from schemas.topics import RUNS_COMMANDS, RUNS_COMPLETED, RUNS_REQUESTED
 from services.memory.run_queue import RunQueue, Sequencer, SlotState
 from services.memory.settings import MemoryServiceSettings
 from shared.mongo import Doc
-from tests.integration.memory_harness import Harness, completed, requested, rid
+from tests.integration.memory_harness import Harness, Reader, completed, requested, rid
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -227,3 +228,53 @@ async def test_concurrent_requests_and_completions_start_each_run_once_in_sessio
     for session, reqs in sessions.items():
         order = list(dict.fromkeys(started[session]))  # first start of each run
         assert order == [r.run_id for r in reqs], session
+
+
+async def test_a_run_cancelled_while_queued_is_reported_and_never_starts(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness()
+    completions = Reader(h.kafka, RUNS_COMPLETED)
+    await completions.start()
+    try:
+        user, session = rid("u"), rid("s")
+        first, second, third = (requested(session, user, f"Q{i}") for i in range(3))
+        await h.ready_for(first)
+        for r in (second, third):
+            await h.publish(RUNS_REQUESTED, r)
+            await _queued(h, r.run_id)
+        await h.publish(RUNS_COMMANDS, RunCommand(
+            command_id=rid("cmd"), run_id=second.run_id, session_id=session,
+            command=RunCommandKind.CANCEL, actor=Actor(kind=ActorKind.USER, id="op-1"),
+            reason="changed my mind", issued_at=datetime.now(UTC)))
+        [cancelled] = await completions.wait_for(lambda m: m.run_id == second.run_id)
+        assert cancelled.status is RunStatus.CANCELLED
+        assert cancelled.error and "op-1" in cancelled.error and "changed my mind" in cancelled.error
+        assert await _slot_state(h, third.run_id) is SlotState.WAITING  # first still runs
+
+        await h.publish(RUNS_COMPLETED, completed(session, user, "Q0", "A0", run_id=first.run_id))
+        [ready_third] = await h.ready.wait_for(lambda m: m.run_id == third.run_id)
+        assert _history(ready_third) == ["Q0", "A0"]
+        assert not [m for _, m in h.ready.seen if m.run_id == second.run_id]
+        await h.audit.wait_for(lambda e: e.action == "run.cancelled"
+                               and e.target.id == second.run_id)
+    finally:
+        await completions.stop()
+
+
+async def test_a_request_behind_a_cancelled_run_waits_for_the_run_ahead_of_both(
+    mongo_db: AsyncDatabase[Doc],
+) -> None:
+    starts, clock = Starts(), Clock()
+    seq = _sequencer(mongo_db, starts, clock)
+    session = rid("s")
+    a, b, c = (requested(session, "u", x) for x in "abc")
+    await seq.requested(a, None)
+    await seq.requested(b, None)
+    assert await seq.cancel(b.run_id) is not None
+    assert await seq.cancel(b.run_id) is not None  # a redelivered command: reported again
+    await seq.ended(b.run_id)  # its cancelled RunCompleted comes back: frees nothing
+    assert not await seq.requested(c, None)  # a is still running
+    await seq.ended(a.run_id)
+    assert starts.runs == [a.run_id, c.run_id]
+    assert await seq.cancel(c.run_id) is None  # started: reasoning cancels it
