@@ -152,7 +152,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="memory",
         consumes=("mindstream.runs.requested.v1", "mindstream.knowledge.queries.v1",
-                  "mindstream.runs.completed.v1", "mindstream.knowledge.documents.v1"),
+                  "mindstream.runs.completed.v1", "mindstream.runs.commands.v1",
+                  "mindstream.knowledge.documents.v1"),
         settings="services.memory.settings:MemoryServiceSettings",
         resources=Resources("250m", "512Mi", "1", "1Gi"),
         model_egress=True,
