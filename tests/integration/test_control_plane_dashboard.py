@@ -59,7 +59,8 @@ def signed_in(base_url: str) -> Iterator[tuple[Any, Any]]:
                  "--window-size=1280,1000"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
+    # Generous: on a loaded 2-core machine the view can trail the events by seconds.
+    wait = WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,))
     try:
         driver.get(base_url)
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=token]").is_displayed(),
@@ -87,8 +88,8 @@ def drive(base_url: str, run_listed: Any, loop: asyncio.AbstractEventLoop) -> di
             "opening the run")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline rect[data-step=tool]"),
                    "the tool step on the timeline")
-        steps = [e.get_attribute("data-step")
-                 for e in driver.find_elements(By.CSS_SELECTOR, "#timeline rect")]
+        steps = driver.execute_script(  # one call: the page redraws the timeline every second
+            "return [...document.querySelectorAll('#timeline rect')].map(r => r.dataset.step);")
         title = driver.find_element(By.ID, "run-title").text
         ARTIFACT.parent.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACT))
@@ -144,7 +145,7 @@ async def test_dashboard_shows_a_run_complete_and_its_timeline(
         await publisher.publish(RUNS_COMPLETED, RunCompleted(
             run_id=RUN, session_id="s-dash", agent_id="helper@1", user_id="u1",
             status=RunStatus.COMPLETED, output="42", completed_at=t0 + timedelta(seconds=1)))
-        seen = await asyncio.wait_for(browser, 90)
+        seen = await asyncio.wait_for(browser, 200)
     assert seen["steps"] == ["model", "tool", "model"]
     assert RUN in seen["title"] and "completed" in seen["title"]
     assert seen["kill"] == "runs accepted"
@@ -188,10 +189,39 @@ ENDING = [
 
 
 def node_classes(driver: Any) -> dict[str, set[str]]:
+    """Each drawn step's classes, read in one script call: the page redraws the graph
+    every second, so elements found one call earlier may be gone."""
+    drawn = driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#workflow-graph g.node')]"
+        ".map(g => [g.dataset.step, g.getAttribute('class') || '']));")
+    return {step: set(classes.split()) for step, classes in drawn.items()}
+
+
+def graph_parts(driver: Any) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """(edges as (source, target), each step's label text), in one script call."""
+    edges, labels = driver.execute_script(
+        "const g = document.getElementById('workflow-graph');"
+        "return [[...g.querySelectorAll('path.edge')].map(e => [e.dataset.source, e.dataset.target]),"
+        " Object.fromEntries([...g.querySelectorAll('g.node')].map(n => [n.dataset.step,"
+        " n.textContent]))];")
+    return [tuple(e) for e in edges], labels
+
+
+def _until_drawn(driver: Any, wait: Any, step: str, state: str) -> None:
+    """Wait until the graph draws ``step`` in ``state``; if it never does, say what it
+    drew instead (and what the API served the page last)."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
 
-    return {e.get_attribute("data-step"): set((e.get_attribute("class") or "").split())
-            for e in driver.find_elements(By.CSS_SELECTOR, "#workflow-graph g.node")}
+    selector = f'#workflow-graph g.node[data-step="{step}"].state-{state}'
+    try:
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
+    except TimeoutException:
+        drawn = {k: sorted(v) for k, v in node_classes(driver).items()}
+        title = driver.find_element(By.ID, "wf-title").text
+        raise AssertionError(f"{step} never drawn as {state}; drawn: {drawn}; title: {title!r}; "
+                             f"page error: {driver.find_element(By.ID, 'error').text!r}"
+                             ) from None
 
 
 def drive_workflow(base_url: str, waiting_seen: Any, loop: asyncio.AbstractEventLoop,
@@ -214,25 +244,22 @@ def drive_workflow(base_url: str, waiting_seen: Any, loop: asyncio.AbstractEvent
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row), f"the row of {WORKFLOW_RUN}")
         wait.until(lambda d: d.execute_script(
             f"document.querySelector('{row}').click(); return true;"), "opening the run")
-        wait.until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, '#workflow-graph g.node[data-step="sign-off"].state-awaiting_approval'),
-            "sign-off drawn as awaiting approval")
+        _until_drawn(driver, wait, "sign-off", "awaiting_approval")
+        _until_drawn(driver, wait, "draft", "retrying")  # the last event before the approval
         waiting = node_classes(driver)
         approve = driver.find_element(By.CSS_SELECTOR, "[data-testid=workflow-approve]")
         wait.until(lambda d: approve.is_displayed(), "the Approve button")
         approve_label = approve.text
         approve.click()
         loop.call_soon_threadsafe(waiting_seen.set)
-        wait.until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, '#workflow-graph g.node[data-step="publish"].state-failed'),
-            "publish drawn as failed")
+        _until_drawn(driver, wait, "publish", "failed")
+        # The step's failure and the run's are two events: the buttons follow the run's.
+        wait.until(lambda d: d.find_element(By.ID, "wf-detail").get_attribute("data-status")
+                   == "failed", "the run shown failed")
         ended = node_classes(driver)
         buttons_after = [driver.find_element(By.CSS_SELECTOR, f"[data-testid=workflow-{b}]"
                                              ).is_displayed() for b in ("approve", "cancel")]
-        edges = [(e.get_attribute("data-source"), e.get_attribute("data-target"))
-                 for e in driver.find_elements(By.CSS_SELECTOR, "#workflow-graph path.edge")]
-        labels = {e.get_attribute("data-step"): e.text for e in driver.find_elements(
-            By.CSS_SELECTOR, "#workflow-graph g.node")}
+        edges, labels = graph_parts(driver)
         title = driver.find_element(By.ID, "wf-title").text
         WORKFLOW_ARTIFACT.parent.mkdir(exist_ok=True)
         driver.save_screenshot(str(WORKFLOW_ARTIFACT))
@@ -268,7 +295,7 @@ async def test_dashboard_draws_a_workflow_run_as_its_graph_and_follows_it(
         (approved,) = await cp.wait_audit(1, by_action("workflow.approve",
                                                        target_id=WORKFLOW_RUN))
         await publish(ENDING, len(WAITING))
-        seen = await asyncio.wait_for(browser, 90)
+        seen = await asyncio.wait_for(browser, 200)
         started_id = seen["started"].removeprefix("started ")
         from_form = await cp.db.workflow_runs_view.find_one({"_id": started_id})
         (submitted,) = await cp.audit_records(by_action("workflow.submit"))
