@@ -13,7 +13,8 @@ Storage; every hot-path read and write is by ``_id`` (FerretDB uses no
 secondary index for them):
 
 * ``run_queue``, slot ``<session>#<pos>``: the run, its request and envelope, and
-  its state ``waiting`` → ``admitted`` → ``done``. Positions are dense and
+  its state ``waiting`` → ``admitted`` → ``done`` (or ``waiting`` → ``cancelled``, a
+  run cancelled before its turn, passed over when the turn comes). Positions are dense and
   allocated by a unique insert, which is atomic on every MongoDB-wire server
   (FerretDB does not apply a conditional update atomically across processes).
   Ended slots expire within the hour, so the sweeper's scan stays small;
@@ -24,11 +25,11 @@ secondary index for them):
 The request and the completion handlers may run on different replicas. The
 request inserts its slot, then reads its predecessor; the completion marks its
 slot done, then reads its successor. Whichever reads second sees the other's
-write, so a successor is admitted at least once; twice is harmless (the
-``RunReady`` has a deterministic id). A slot is marked ``admitted`` before its
-``RunReady`` is published, and every replay of the request or of the
-predecessor's completion re-publishes an ``admitted`` slot's ``RunReady``, so a
-crash between the two loses nothing.
+write, so a successor is admitted once (the admitting write is guarded; a slot
+is admitted only once linked to its run, so its own completion finds it). A slot
+is marked ``admitted`` before its ``RunReady`` is published, and every replay of
+the request or of the predecessor's completion re-publishes an ``admitted``
+slot's ``RunReady``, so a crash between the two loses nothing.
 
 A predecessor that never ends (its ``RunReady`` was dead-lettered, say) holds
 its session only until its deadline and a grace have passed: then the sweeper,
@@ -290,7 +291,7 @@ class Sequencer:
             held = await self._queue.place(
                 request, envelope, pos, now=now,
                 admitted_until=now + self._allowed(request) if free else None)
-        if held.state is SlotState.DONE:
+        if held.state in (SlotState.DONE, SlotState.CANCELLED):
             log.info("run %s requested again after it ended; nothing to do", request.run_id)
             return False
         if held.state is SlotState.ADMITTED:

@@ -273,6 +273,7 @@ async def test_a_request_behind_a_cancelled_run_waits_for_the_run_ahead_of_both(
     await seq.requested(b, None)
     assert await seq.cancel(b.run_id) is not None
     assert await seq.cancel(b.run_id) is not None  # a redelivered command: reported again
+    assert not await seq.requested(b, None)  # a replayed request of a cancelled run: nothing
     await seq.ended(b.run_id)  # its cancelled RunCompleted comes back: frees nothing
     assert not await seq.requested(c, None)  # a is still running
     await seq.ended(a.run_id)
