@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["cancel_and_wait", "where"]
+__all__ = ["await_chain", "cancel_and_wait", "where"]
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, timeout_s: float,
@@ -35,13 +35,21 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, timeout_s: floa
     return pending
 
 
-def where(task: asyncio.Task[Any]) -> str:
-    """Where a task is suspended, innermost frame last (for a log line)."""
-    frames: list[str] = []
+def await_chain(task: asyncio.Task[Any]) -> list[str]:
+    """Where a task is suspended, ``file:line in function``, outermost first, through
+    every coroutine it awaits (``Task.get_stack`` shows only the outermost frame)."""
+    lines: list[str] = []
     coro: Any = task.get_coro()
-    while coro is not None and len(frames) < 40:
+    while coro is not None and len(lines) < 60:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
+        if frame is None:
+            lines.append(repr(coro)[:300])  # a future or a C-level awaitable
+            break
+        lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return " > ".join(frames) or "?"
+    return lines
+
+
+def where(task: asyncio.Task[Any]) -> str:
+    """:func:`await_chain` on one line (for a log record)."""
+    return " > ".join(await_chain(task)) or "?"

@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from schemas.topics import TOPICS
 from shared.kafka.admin import apply_topics
 from shared.settings import KafkaSettings, MongoSettings
+from shared.tasks import await_chain
 from tests.infra import Infra, delete_topics_with_prefix, planned_backend, provide
 
 _infra: Infra | None = None
@@ -104,25 +105,6 @@ def _dump_tasks(nodeid: str) -> None:
     print(f"\n+++ {nodeid}: about to time out; asyncio tasks:", file=out)
     for task in asyncio.all_tasks():
         print(f"--- {task!r}", file=out)
-        for line in _await_chain(task.get_coro()):
+        for line in await_chain(task):
             print(f"    {line}", file=out)
     out.flush()
-
-
-def _await_chain(coro: object, depth: int = 0) -> list[str]:
-    """Where a coroutine is suspended, through every coroutine it awaits
-    (``Task.print_stack`` shows only the outermost frame)."""
-    lines: list[str] = []
-    while coro is not None and depth < 60:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(
-            coro, "ag_frame", None)
-        if frame is not None:
-            lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
-        nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(
-            coro, "ag_await", None)
-        if nxt is None:
-            if coro is not None and frame is None:
-                lines.append(repr(coro)[:300])
-            break
-        coro, depth = nxt, depth + 1
-    return lines
