@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from mindstream.dev import DevSettings
 from shared.errors import ConflictError
 from shared.mongo import update_if_version, update_versioned
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -47,11 +47,13 @@ async def test_new_collections_get_an_id_index_their_queries_use(mongo_db: Any) 
     if not await _served_by_local_ferretdb(mongo_db):
         pytest.skip("not the local FerretDB launcher (a real mongod indexes _id itself)")
     path = _db_file(mongo_db.name)
-    deadline = time.monotonic() + 10
-    plan = _plan(path, "things")
-    while not any("USING INDEX" in step for step in plan) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)  # the launcher sweeps changed files every 250 ms
+
+    def indexed() -> list[str] | None:  # the launcher sweeps changed files every 250 ms
         plan = _plan(path, "things")
+        return plan if any("USING INDEX" in step for step in plan) else None
+
+    plan = await eventually(indexed, what="the _id index used by the query plan",
+                            timeout_s=10, every_s=0.1)
     assert any("_mindstream_id" in step for step in plan), plan
 
 

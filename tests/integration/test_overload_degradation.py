@@ -7,7 +7,6 @@ the normal mode comes back the same way.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -75,9 +74,8 @@ async def test_degraded_mode_sheds_knowledge_tokens_and_learning(
         assert _max_tokens(rs.model.requests[-1]) == 1024
 
         memories = cp.db["memories"]
-        async with asyncio.timeout(20):
-            while not await memories.find_one({"text": {"$regex": "teacher"}}):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
+        await eventually(lambda: memories.find_one({"text": {"$regex": "teacher"}}),
+                         what="the teacher fact learned")
         assert await memories.find_one({"text": {"$regex": "vegetarian"}}) is None
 
         records = await cp.wait_audit(2, lambda r: r["action"].startswith("degradation."))
