@@ -18,7 +18,8 @@ secondary index for them):
   allocated by a unique insert, which is atomic on every MongoDB-wire server
   (FerretDB does not apply a conditional update atomically across processes).
   Ended slots expire within the hour, so the sweeper's scan stays small;
-* ``run_queue``, ``head:<session>``: the next free position, a hint (the insert decides);
+* ``run_queue``, ``head:<session>``: the next free position, a hint (the insert decides),
+  moved past a slot only once the slot is linked to its run (below);
 * ``run_queue_runs``, ``<run_id>``: the slot a run holds, so a replayed request
   finds it (kept as long as the processed-message ledger remembers).
 
@@ -189,18 +190,27 @@ class RunQueue:
             raise RuntimeError(f"session {request.session_id}: no free queue position")
         # Linked before anything else reads or admits this slot: a completion admits only
         # linked slots (Sequencer._start), so every started run's completion finds its slot.
-        await asyncio.gather(
-            self._runs.update_one(
-                {"_id": request.run_id},
-                {"$set": {"slot": doc["_id"]},
-                 "$setOnInsert": {"expires_at": now + RUN_RETENTION}},
-                upsert=True),
-            self._coll.update_one(
-                {"_id": f"head:{request.session_id}"},
-                {"$max": {"next": int(doc["pos"]) + 1},
-                 "$set": {"expires_at": now + HEAD_RETENTION}},
-                upsert=True))
+        # And linked before the head hint moves past it: a retry after a failure in
+        # between must find the slot through its link. Were the hint first, the retry
+        # would take the next position and queue the run behind its own first slot.
+        await self._link(request.run_id, doc["_id"], now=now)
+        await self._coll.update_one(
+            {"_id": f"head:{request.session_id}"},
+            {"$max": {"next": int(doc["pos"]) + 1},
+             "$set": {"expires_at": now + HEAD_RETENTION}},
+            upsert=True)
         return _slot(doc)
+
+    async def adopt(self, slot: Slot, *, now: datetime) -> Slot:
+        """Link ``slot``'s run to it (again); the slot as it is now."""
+        await self._link(slot.run_id, slot.id, now=now)
+        return await self.get(slot.session_id, slot.pos) or slot
+
+    async def _link(self, run_id: str, slot_id: str, *, now: datetime) -> None:
+        await self._runs.update_one(
+            {"_id": run_id},
+            {"$set": {"slot": slot_id}, "$setOnInsert": {"expires_at": now + RUN_RETENTION}},
+            upsert=True)
 
     async def finish(self, run_id: str, *, now: datetime) -> Slot | None:
         """A run ended: its slot is done if it held its session, cancelled if it was
@@ -285,12 +295,7 @@ class Sequencer:
         """
         held, pos = await self._queue.find(request)
         if held is None:
-            before = await self._queue.get(request.session_id, pos - 1)
-            now = self._clock()
-            free = await self._ended(request.session_id, request.run_id, before)
-            held = await self._queue.place(
-                request, envelope, pos, now=now,
-                admitted_until=now + self._allowed(request) if free else None)
+            held = await self._place(request, envelope, pos)
         if held.state in (SlotState.DONE, SlotState.CANCELLED):
             log.info("run %s requested again after it ended; nothing to do", request.run_id)
             return False
@@ -307,6 +312,20 @@ class Sequencer:
         log.info("run %s waits for the previous run of session %s", request.run_id,
                  request.session_id)
         return False
+
+    async def _place(self, request: RunRequested, envelope: Envelope | None, pos: int) -> Slot:
+        """Place a request that holds no slot yet, ``admitted`` if its session is free."""
+        before = await self._queue.get(request.session_id, pos - 1)
+        now = self._clock()
+        if before is not None and before.run_id == request.run_id:
+            # Another copy of this request (a consumer that lost the partition in a
+            # rebalance mid-handler) placed it after this one read "no link" but before
+            # it read the head: this is the run's own slot, not a run ahead of it.
+            return await self._queue.adopt(before, now=now)
+        free = await self._ended(request.session_id, request.run_id, before)
+        return await self._queue.place(
+            request, envelope, pos, now=now,
+            admitted_until=now + self._allowed(request) if free else None)
 
     async def ended(self, run_id: str) -> None:
         """A run ended (any status): free its session for the next run, if one waits.

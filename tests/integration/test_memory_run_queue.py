@@ -11,9 +11,11 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from schemas.agents import AgentDefinition, Limits, ModelSettings
 from schemas.common import Actor, ActorKind
@@ -138,8 +140,8 @@ class Starts:
 
 
 def _sequencer(db: AsyncDatabase[Doc], starts: Starts, clock: Clock,
-               allowed_s: float = 300) -> Sequencer:
-    return Sequencer(RunQueue(db), starts, allowed=lambda _r: timedelta(seconds=allowed_s),
+               allowed_s: float = 300, queue: RunQueue | None = None) -> Sequencer:
+    return Sequencer(queue or RunQueue(db), starts, allowed=lambda _r: timedelta(seconds=allowed_s),
                      clock=clock)
 
 
@@ -279,3 +281,96 @@ async def test_a_request_behind_a_cancelled_run_waits_for_the_run_ahead_of_both(
     await seq.ended(a.run_id)
     assert starts.runs == [a.run_id, c.run_id]
     assert await seq.cancel(c.run_id) is None  # started: reasoning cancels it
+
+
+class _Flaky:
+    """A collection whose next ``method`` call fails with AutoReconnect, after taking
+    effect when ``applied`` (the reply was lost) -- a database going away mid-call."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.fail: tuple[str, bool] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if self.fail is None or self.fail[0] != name:
+            return attr
+        _, applied = self.fail
+
+        async def failing(*args: Any, **kwargs: Any) -> Any:
+            self.fail = None
+            if applied:
+                await attr(*args, **kwargs)
+            raise AutoReconnect("connection closed")
+
+        return failing
+
+
+@pytest.mark.parametrize("collection", ["_coll", "_runs"])
+@pytest.mark.parametrize("method", ["insert_one", "update_one"])
+@pytest.mark.parametrize("applied", [True, False], ids=["lost-reply", "not-applied"])
+async def test_a_request_retried_after_a_database_error_mid_placement_keeps_its_turn(
+    mongo_db: AsyncDatabase[Doc], collection: str, method: str, applied: bool,
+) -> None:
+    """The pipeline retries a handler that failed on the database; whichever write of
+    the placement failed (the slot, its link, the session head), the retry must find
+    the run's own slot: not queue the run behind itself until its deadline passes."""
+    starts, clock = Starts(), Clock()
+    queue = RunQueue(mongo_db)
+    seq = _sequencer(mongo_db, starts, clock, queue=queue)
+    flaky = _Flaky(getattr(queue, collection))  # between the queue and its collection
+    setattr(queue, collection, flaky)
+    session = rid("s")
+    a, b, c = (requested(session, "u", x) for x in "abc")
+    assert await seq.requested(a, None)
+    flaky.fail = (method, applied)
+    try:
+        await seq.requested(b, None)
+    except AutoReconnect:
+        pass
+    assert not await seq.requested(b, None)  # the retry: b waits for a, in its one slot
+    await seq.ended(a.run_id)
+    assert starts.runs == [a.run_id, b.run_id]
+    assert not await seq.requested(c, None)
+    await seq.ended(b.run_id)
+    assert starts.runs == [a.run_id, b.run_id, c.run_id]
+
+    d = requested(session, "u", "d")  # and when the session is free: starts at once
+    await seq.ended(c.run_id)
+    flaky.fail = (method, applied)
+    try:
+        await seq.requested(d, None)
+    except AutoReconnect:
+        pass
+    assert await seq.requested(d, None)
+    assert starts.runs[-1] == d.run_id
+
+
+async def test_a_copy_of_a_request_that_missed_the_link_finds_the_runs_slot(
+    mongo_db: AsyncDatabase[Doc],
+) -> None:
+    """Two consumers handle the same request at once (one lost the partition in a
+    rebalance mid-handler). The later copy read "no link" just before the first copy
+    linked its slot and moved the head: it must take that slot, not queue behind it."""
+    starts, clock = Starts(), Clock()
+    queue = RunQueue(mongo_db)
+    seq = _sequencer(mongo_db, starts, clock, queue=queue)
+    session = rid("s")
+    a, b = requested(session, "u", "a"), requested(session, "u", "b")
+    assert await seq.requested(a, None)
+    real_find = queue.find
+
+    async def missed_link(request: RunRequested) -> tuple[Any, int]:
+        _, _ = await real_find(request)
+        head = await mongo_db.run_queue.find_one({"_id": f"head:{session}"})
+        assert head is not None
+        return None, int(head["next"])
+
+    queue.find = missed_link  # type: ignore[method-assign]
+    assert await seq.requested(a, None)  # the same run, started again (same ready id)
+    queue.find = real_find  # type: ignore[method-assign]
+    assert starts.runs == [a.run_id, a.run_id]
+    assert await mongo_db.run_queue.find_one({"_id": f"{session}#1"}) is None
+    assert not await seq.requested(b, None)
+    await seq.ended(a.run_id)
+    assert starts.runs[-1] == b.run_id
