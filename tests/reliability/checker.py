@@ -35,7 +35,7 @@ from schemas.audit import AuditEvent
 from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.errors import ContractError
-from schemas.topics import AUDIT, RUNS_COMPLETED, RUNS_EVENTS, TOPICS
+from schemas.topics import AUDIT, RUNS_COMPLETED, RUNS_EVENTS, RUNS_READY, RUNS_REQUESTED, TOPICS
 from services.control_plane.audit_chain import verify
 from tests.reliability.kafka_io import Rec, end_offsets, group_lag, read_topic
 from tests.reliability.load import RequestLog
@@ -126,13 +126,35 @@ class Checker:
         verdict = Verdict(log.scenario)
         completed = await read_topic(self.bootstrap, self.topic(RUNS_COMPLETED.name))
         events = await read_topic(self.bootstrap, self.topic(RUNS_EVENTS.name))
-        verify_runs(verdict, log, completed, events)
+        lost = verify_runs(verdict, log, completed, events)
+        if lost:
+            await self.trace_lost(verdict, lost, events)
         if check_order:
             verify_order(verdict, log, completed)
         await self.check_tools(verdict, log)
         await self.check_audit(verdict)
         await self.check_dlq(verdict, dlq_since, dlq_expected)
         return verdict
+
+    async def trace_lost(self, verdict: Verdict, lost: list[str], events: list[Rec]) -> None:
+        """Where each lost run stopped: the topics it reached and memory's queue slot for
+        it and the slot ahead of it, so a failure says which service dropped it."""
+        requested = await read_topic(self.bootstrap, self.topic(RUNS_REQUESTED.name))
+        ready = await read_topic(self.bootstrap, self.topic(RUNS_READY.name))
+        for run_id in lost[:5]:
+            seen = [f"{r.topic.removeprefix(self.prefix)}[{r.partition}]@{r.offset}"
+                    f"{':' + str(r.body().get('kind')) if r.body().get('kind') else ''}"
+                    for r in (*requested, *ready, *events) if r.body().get("run_id") == run_id]
+            marker = await self.db.run_queue_runs.find_one({"_id": run_id})
+            slots = []
+            if marker is not None:
+                session, _, pos = str(marker["slot"]).rpartition("#")
+                for p in (int(pos) - 1, int(pos)):
+                    doc = await self.db.run_queue.find_one({"_id": f"{session}#{p}"})
+                    slots.append(f"{session}#{p}=" + (
+                        "absent" if doc is None else f"{doc['run_id']}:{doc['state']}"))
+            verdict.fail(f"lost run {run_id}: seen on {seen or 'no topic'}; "
+                         f"queue {slots or 'no slot'}")
 
     async def check_tools(self, verdict: Verdict, log: RequestLog) -> None:
         effects = read_effects(self.stack.effects_path)
@@ -195,8 +217,9 @@ class Checker:
 
 
 def verify_runs(verdict: Verdict, log: RequestLog, completed: list[Rec],
-               events: list[Rec]) -> None:
-    """Every accepted run ended exactly once, and its terminal event agrees."""
+               events: list[Rec]) -> list[str]:
+    """Every accepted run ended exactly once, and its terminal event agrees; returns
+    the lost runs (accepted, never ended)."""
     wanted = log.run_ids()
     endings: dict[str, dict[str, str]] = {}  # run -> message id -> status
     copies = 0
@@ -215,11 +238,12 @@ def verify_runs(verdict: Verdict, log: RequestLog, completed: list[Rec],
             terminal.setdefault(body["run_id"], {})[rec.id] = _TERMINAL[kind]
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    lost = duplicates = 0
+    lost: list[str] = []
+    duplicates = 0
     for run_id in sorted(wanted):
         ends = endings.get(run_id, {})
         if not ends:
-            lost += 1
+            lost.append(run_id)
             verdict.fail(f"run {run_id} was accepted but never reached a final state")
             continue
         if len(ends) > 1:
@@ -241,10 +265,11 @@ def verify_runs(verdict: Verdict, log: RequestLog, completed: list[Rec],
         "completed": statuses.get("completed", 0),
         "failed": sum(n for s, n in statuses.items() if s != "completed"),
         "failed_reasons": dict(reasons.most_common(8)),
-        "lost": lost,
+        "lost": len(lost),
         "duplicate_endings": duplicates,
         "redelivered_copies": copies,
     })
+    return lost
 
 def verify_order(verdict: Verdict, log: RequestLog, completed: list[Rec]) -> None:
     """Sessions sent back to back got their results in the order they were sent."""

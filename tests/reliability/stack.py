@@ -155,7 +155,8 @@ class Stack:
             "MONGODB_URI": self.spec.mongo_uri,
             "MINDSTREAM_TOPIC_PREFIX": self.spec.prefix,
             "MINDSTREAM_DB": self.spec.database,
-            "MINDSTREAM_LOG_LEVEL": "WARNING",
+            # MINDSTREAM_RELIABILITY_LOG_LEVEL=INFO to see what each service did (logs/ of the run).
+            "MINDSTREAM_LOG_LEVEL": os.environ.get("MINDSTREAM_RELIABILITY_LOG_LEVEL", "WARNING"),
             "MINDSTREAM_MODEL_BASE_URL": self.model.base_url,
             "OPENAI_API_KEY": "scripted",
             "MINDSTREAM_CONTROL_PLANE_BOOTSTRAP_TOKEN": self.token,
