@@ -35,16 +35,27 @@ from schemas.audit import AuditEvent
 from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.errors import ContractError
-from schemas.topics import AUDIT, RUNS_COMPLETED, RUNS_EVENTS, RUNS_READY, RUNS_REQUESTED, TOPICS
+from schemas.topics import (
+    AUDIT,
+    RUNS_COMPLETED,
+    RUNS_EVENTS,
+    RUNS_READY,
+    RUNS_REQUESTED,
+    TOPICS,
+    WORKFLOWS_EVENTS,
+)
 from services.control_plane.audit_chain import verify
 from tests.reliability.kafka_io import Rec, end_offsets, group_lag, read_topic
 from tests.reliability.load import RequestLog
 from tests.reliability.side_effect_tools import read_effects
 from tests.reliability.stack import Stack
 
-__all__ = ["Checker", "Verdict", "normalise_reason", "verify_order", "verify_runs"]
+__all__ = ["Checker", "Endings", "Verdict", "normalise_reason", "verify_endings", "verify_order",
+           "verify_runs", "verify_workflows"]
 
 _TERMINAL = {"run.completed": "completed", "run.failed": "failed", "run.cancelled": "cancelled"}
+_WORKFLOW_FINAL = {"workflow.completed": "completed", "workflow.failed": "failed",
+                   "workflow.cancelled": "cancelled"}
 _VARIABLE = re.compile(
     r"run-[\w-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f-]{19,}|\d{4}-\d\d-\d\dT[\d:.+]+|\d+(\.\d+)?")
 
@@ -127,8 +138,14 @@ class Checker:
         completed = await read_topic(self.bootstrap, self.topic(RUNS_COMPLETED.name))
         events = await read_topic(self.bootstrap, self.topic(RUNS_EVENTS.name))
         lost = verify_runs(verdict, log, completed, events)
+        requested: list[Rec] = []
+        if log.workflow_run_ids():
+            requested = await read_topic(self.bootstrap, self.topic(RUNS_REQUESTED.name))
+            lost += verify_workflows(
+                verdict, log, await read_topic(self.bootstrap, self.topic(WORKFLOWS_EVENTS.name)),
+                requested, completed, events, read_effects(self.stack.effects_path))
         if lost:
-            await self.trace_lost(verdict, lost, events)
+            await self.trace_lost(verdict, lost, events, requested or None)
         if check_order:
             verify_order(verdict, log, completed)
         await self.check_tools(verdict, log)
@@ -136,10 +153,12 @@ class Checker:
         await self.check_dlq(verdict, dlq_since, dlq_expected)
         return verdict
 
-    async def trace_lost(self, verdict: Verdict, lost: list[str], events: list[Rec]) -> None:
+    async def trace_lost(self, verdict: Verdict, lost: list[str], events: list[Rec],
+                         requested: list[Rec] | None = None) -> None:
         """Where each lost run stopped: the topics it reached and memory's queue slot for
         it and the slot ahead of it, so a failure says which service dropped it."""
-        requested = await read_topic(self.bootstrap, self.topic(RUNS_REQUESTED.name))
+        if requested is None:
+            requested = await read_topic(self.bootstrap, self.topic(RUNS_REQUESTED.name))
         ready = await read_topic(self.bootstrap, self.topic(RUNS_READY.name))
         for run_id in lost[:5]:
             seen = [f"{r.topic.removeprefix(self.prefix)}[{r.partition}]@{r.offset}"
@@ -216,19 +235,29 @@ class Checker:
         return found
 
 
-def verify_runs(verdict: Verdict, log: RequestLog, completed: list[Rec],
-               events: list[Rec]) -> list[str]:
-    """Every accepted run ended exactly once, and its terminal event agrees; returns
-    the lost runs (accepted, never ended)."""
-    wanted = log.run_ids()
+@dataclass
+class Endings:
+    """How a set of runs ended, per :func:`verify_endings`."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    lost: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    copies: int = 0
+
+
+def verify_endings(verdict: Verdict, wanted: set[str], completed: list[Rec], events: list[Rec],
+                   what: str = "run") -> Endings:
+    """Every run in ``wanted`` ended exactly once (one RunCompleted message id; copies of
+    one id are redeliveries), and its one terminal run event agrees."""
     endings: dict[str, dict[str, str]] = {}  # run -> message id -> status
-    copies = 0
+    out = Endings()
     for rec in completed:
         body = rec.body()
         run_id = body.get("run_id")
         if run_id in wanted and rec.id is not None:
             ids = endings.setdefault(run_id, {})
-            copies += rec.id in ids
+            out.copies += rec.id in ids
             ids[rec.id] = f"{body.get('status')}: {body.get('error') or ''}"
     terminal: dict[str, dict[str, str]] = {}
     for rec in events:
@@ -236,40 +265,97 @@ def verify_runs(verdict: Verdict, log: RequestLog, completed: list[Rec],
         kind = body.get("kind")
         if kind in _TERMINAL and body.get("run_id") in wanted and rec.id is not None:
             terminal.setdefault(body["run_id"], {})[rec.id] = _TERMINAL[kind]
-    statuses: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    lost: list[str] = []
-    duplicates = 0
     for run_id in sorted(wanted):
         ends = endings.get(run_id, {})
         if not ends:
-            lost.append(run_id)
-            verdict.fail(f"run {run_id} was accepted but never reached a final state")
+            out.lost.append(run_id)
+            verdict.fail(f"{what} {run_id} was accepted but never reached a final state")
+            continue
+        if len(ends) > 1:
+            out.duplicates += 1
+            verdict.fail(f"{what} {run_id} ended {len(ends)} times: {sorted(ends.values())}")
+        status, _, error = next(iter(ends.values())).partition(": ")
+        out.statuses[status] += 1
+        if status != "completed":
+            out.reasons[normalise_reason(error)] += 1
+        ends_ev = terminal.get(run_id, {})
+        if len(ends_ev) != 1 or next(iter(ends_ev.values())) != status:
+            verdict.fail(f"{what} {run_id}: terminal events {sorted(ends_ev.values())} "
+                         f"disagree with its RunCompleted ({status})")
+    return out
+
+
+def verify_runs(verdict: Verdict, log: RequestLog, completed: list[Rec],
+                events: list[Rec]) -> list[str]:
+    """The scenario's runs ended exactly once (:func:`verify_endings`); returns the lost
+    runs (accepted, never ended)."""
+    ends = verify_endings(verdict, log.run_ids(), completed, events)
+    refused = Counter(normalise_reason(s.refused) for s in log.runs() if not s.accepted)
+    verdict.figures.update({
+        "runs_sent": len(log.runs()),
+        "runs_accepted": len(log.run_ids()),
+        "refused_at_send": dict(refused),
+        "completed": ends.statuses.get("completed", 0),
+        "failed": sum(n for s, n in ends.statuses.items() if s != "completed"),
+        "failed_reasons": dict(ends.reasons.most_common(8)),
+        "lost": len(ends.lost),
+        "duplicate_endings": ends.duplicates,
+        "redelivered_copies": ends.copies,
+    })
+    return ends.lost
+
+
+def verify_workflows(verdict: Verdict, log: RequestLog, workflow_events: list[Rec],
+                     requested: list[Rec], completed: list[Rec], events: list[Rec],
+                     effects: Mapping[str, int]) -> list[str]:
+    """Every accepted workflow run ended exactly once (one final event id), each agent run
+    it started ended exactly once, and a completed run's side-effecting step happened
+    once (the suite's workflows bump their workflow run id). Returns lost step runs."""
+    wanted = log.workflow_run_ids()
+    if not wanted:
+        return []
+    finals: dict[str, dict[str, str]] = {}  # workflow run -> event id -> kind
+    for rec in workflow_events:
+        body = rec.body()
+        kind = str(body.get("kind", ""))
+        if kind in _WORKFLOW_FINAL and body.get("workflow_run_id") in wanted and rec.id:
+            finals.setdefault(body["workflow_run_id"], {})[rec.id] = (
+                f"{_WORKFLOW_FINAL[kind]}: {body.get('reason') or ''}")
+    statuses: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    lost = duplicates = 0
+    for wf in sorted(wanted):
+        ends = finals.get(wf, {})
+        if not ends:
+            lost += 1
+            verdict.fail(f"workflow run {wf} was accepted but never reached a final state")
             continue
         if len(ends) > 1:
             duplicates += 1
-            verdict.fail(f"run {run_id} ended {len(ends)} times: {sorted(ends.values())}")
-        status, _, error = next(iter(ends.values())).partition(": ")
+            verdict.fail(f"workflow run {wf} ended {len(ends)} times: {sorted(ends.values())}")
+        status, _, reason = next(iter(ends.values())).partition(": ")
         statuses[status] += 1
         if status != "completed":
-            reasons[normalise_reason(error)] += 1
-        ends_ev = terminal.get(run_id, {})
-        if len(ends_ev) != 1 or next(iter(ends_ev.values())) != status:
-            verdict.fail(f"run {run_id}: terminal events {sorted(ends_ev.values())} "
-                         f"disagree with its RunCompleted ({status})")
-    refused = Counter(normalise_reason(s.refused) for s in log.sent if not s.accepted)
+            reasons[normalise_reason(reason)] += 1
+        elif effects.get(wf, 0) != 1:
+            verdict.fail(f"workflow run {wf} completed but its bump step happened "
+                         f"{effects.get(wf, 0)} times")
+    steps = {body["run_id"] for rec in requested
+             if isinstance((body := rec.body()).get("metadata"), dict)
+             and body["metadata"].get("workflow_run_id") in wanted and body.get("run_id")}
+    step_ends = verify_endings(verdict, steps, completed, events, what="workflow step run")
     verdict.figures.update({
-        "runs_sent": len(log.sent),
-        "runs_accepted": len(wanted),
-        "refused_at_send": dict(refused),
-        "completed": statuses.get("completed", 0),
-        "failed": sum(n for s, n in statuses.items() if s != "completed"),
-        "failed_reasons": dict(reasons.most_common(8)),
-        "lost": len(lost),
-        "duplicate_endings": duplicates,
-        "redelivered_copies": copies,
+        "workflows_sent": sum(1 for s in log.sent if s.workflow),
+        "workflows_completed": statuses.get("completed", 0),
+        "workflows_failed": sum(n for s, n in statuses.items() if s != "completed"),
+        "workflows_failed_reasons": dict(reasons.most_common(5)),
+        "workflows_lost": lost,
+        "workflow_duplicate_endings": duplicates,
+        "workflow_step_runs": len(steps),
+        "workflow_step_runs_lost": len(step_ends.lost),
     })
-    return lost
+    return step_ends.lost
+
 
 def verify_order(verdict: Verdict, log: RequestLog, completed: list[Rec]) -> None:
     """Sessions sent back to back got their results in the order they were sent."""

@@ -20,10 +20,13 @@ from aiokafka import TopicPartition
 from pymongo import AsyncMongoClient
 
 from mindstream.client import MindstreamClient
+from schemas.runs import RunCompleted
+from schemas.topics import WORKFLOWS_EVENTS
+from schemas.workflows import WorkflowEvent
 from tests.infra import delete_topics_with_prefix
 from tests.reliability.checker import Checker, Verdict
 from tests.reliability.kafka_io import Rec
-from tests.reliability.load import Completions, Driver, RequestLog
+from tests.reliability.load import Driver, Ends, RequestLog
 from tests.reliability.results import Results
 from tests.reliability.stack import Stack, StackSpec
 
@@ -35,13 +38,15 @@ class Harness:
     stack: Stack
     checker: Checker
     client: MindstreamClient
-    completions: Completions
+    completions: Ends[RunCompleted]
+    workflow_ends: Ends[WorkflowEvent]
     results: Results
 
     async def begin(self, name: str, **driver_options: Any) -> ScenarioRun:
         await self.heal()
         log = RequestLog(name)
-        driver = Driver(self.client, self.completions, log, **driver_options)
+        driver = Driver(self.client, self.completions, log, workflow_ends=self.workflow_ends,
+                        **driver_options)
         return ScenarioRun(self, name, log, driver, await self.checker.dlq_offsets())
 
     async def heal(self) -> None:
@@ -111,25 +116,29 @@ async def running_stack(spec: StackSpec, results: Results, *,
     """A whole stack, started, with a client; everything removed afterwards."""
     stack = Stack(spec, extra_env=extra_env)
     client: MindstreamClient | None = None
-    completions: Completions | None = None
+    readers: list[Ends[Any]] = []
     checker: Checker | None = None
     try:
         await stack.start(replicas)
         client = MindstreamClient(spec.kafka_bootstrap, topic_prefix=spec.prefix,
                                   client_id=f"rel-{spec.tag}")
         await client.start()
-        completions = Completions(spec.kafka_bootstrap, client.reply_topic)
-        await completions.start()
+        completions = Ends.runs(spec.kafka_bootstrap, client.reply_topic)
+        workflow_ends = Ends.workflows(spec.kafka_bootstrap, client.topic(WORKFLOWS_EVENTS))
+        for reader in (completions, workflow_ends):
+            await reader.start()
+            readers.append(reader)
         checker = Checker(stack)
-        yield Harness(stack, checker, client, completions, results)
+        yield Harness(stack, checker, client, completions, workflow_ends, results)
     finally:
         stack.stop()  # first, and synchronously: nothing may be left running
         try:
-            for closing in (completions, client):
-                if closing is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(closing.stop() if isinstance(closing, Completions)
-                                               else closing.close(), 30)
+            for reader in readers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(reader.stop(), 30)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), 30)
             if checker is not None:
                 await checker.close()
         finally:

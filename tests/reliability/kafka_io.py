@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-__all__ = ["Rec", "consumer_groups", "end_offsets", "group_lag", "read_topic"]
+__all__ = ["Rec", "consumer_groups", "end_offsets", "group_lag", "read_topic", "topic_partitions"]
 
 Offsets = dict[TopicPartition, int]
 
@@ -39,7 +39,7 @@ class Rec:
         return data if isinstance(data, dict) else {}
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     parts = consumer.partitions_for_topic(topic)
     if parts is None:
         await consumer._client.force_metadata_update()
@@ -52,7 +52,7 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [tp for t in topics for tp in await _partitions(consumer, t)]
+        tps = [tp for t in topics for tp in await topic_partitions(consumer, t)]
         return dict(await consumer.end_offsets(tps)) if tps else {}
     finally:
         await consumer.stop()
@@ -66,7 +66,7 @@ async def read_topic(bootstrap: str, topic: str, since: Mapping[TopicPartition, 
     await consumer.start()
     out: list[Rec] = []
     try:
-        tps = await _partitions(consumer, topic)
+        tps = await topic_partitions(consumer, topic)
         if not tps:
             return out
         ends = await consumer.end_offsets(tps)
@@ -112,6 +112,7 @@ def consumer_groups(prefix: str = "") -> dict[str, tuple[str, ...]]:
         "tools": ("services.tools.settings", "ToolsSettings"),
         "telemetry": ("services.telemetry.settings", "TelemetrySettings"),
         "control-plane": ("services.control_plane.settings", "ControlPlaneSettings"),
+        "workflows": ("services.workflows.settings", "WorkflowsSettings"),
     }
     groups: dict[str, set[str]] = {}
     for name in SERVICES:
@@ -135,8 +136,8 @@ async def group_lag(bootstrap: str, prefix: str, extra: Mapping[str, Iterable[st
         for group in groups:
             if not group.startswith("(no group)"):
                 wanted.setdefault(group, set()).add(prefix + topic)
-    for topic, groups in (extra or {}).items():
-        for group in groups:
+    for topic, extra_groups in (extra or {}).items():
+        for group in extra_groups:
             wanted.setdefault(group, set()).add(prefix + topic)
     ends = await end_offsets(bootstrap, {t for ts in wanted.values() for t in ts})
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

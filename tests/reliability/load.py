@@ -20,17 +20,22 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from mindstream.client import MindstreamClient
 from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.errors import ContractError
 from schemas.runs import RunCompleted
+from schemas.workflows import WorkflowEvent
 from shared.tasks import cancel_and_wait
+from tests.reliability.kafka_io import topic_partitions
 
-__all__ = ["Completions", "Driver", "RequestLog", "Sent"]
+__all__ = ["Driver", "Ends", "RequestLog", "Sent"]
+
+E = TypeVar("E", RunCompleted, WorkflowEvent)
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Sent:
     refused: str | None = None  # why the client could not hand it to the broker
     sent_at: float = 0.0
     done_at: float | None = None
+    workflow: bool = False  # a workflow run (run_id is its workflow_run_id, agent its workflow)
 
 
 @dataclass
@@ -55,11 +61,17 @@ class RequestLog:
     scenario: str
     sent: list[Sent] = field(default_factory=list)
 
+    def runs(self) -> list[Sent]:
+        return [s for s in self.sent if not s.workflow]
+
     def accepted(self) -> list[Sent]:
-        return [s for s in self.sent if s.accepted]
+        return [s for s in self.runs() if s.accepted]
 
     def run_ids(self) -> set[str]:
         return {s.run_id for s in self.accepted()}
+
+    def workflow_run_ids(self) -> set[str]:
+        return {s.run_id for s in self.sent if s.workflow and s.accepted}
 
     def ordered_sessions(self) -> dict[str, list[str]]:
         sessions: dict[str, list[Sent]] = {}
@@ -72,24 +84,39 @@ class RequestLog:
                 if all(s.accepted and s.attempts == 1 for s in items)}
 
 
-class Completions:
-    """Reads the client's reply topic; futures per run id."""
+class Ends(Generic[E]):
+    """Reads a topic from its start and keeps the first final message per id (run or
+    workflow run), with a future per id a scenario waits on."""
 
-    def __init__(self, bootstrap: str, reply_topic: str) -> None:
-        self._bootstrap, self._topic = bootstrap, reply_topic
-        self._results: dict[str, RunCompleted] = {}
-        self._waiters: dict[str, asyncio.Future[RunCompleted]] = {}
+    def __init__(self, bootstrap: str, topic: str, message: type[E],
+                 final_of: Callable[[E], str | None]) -> None:
+        self._bootstrap, self._topic = bootstrap, topic
+        self._message: type[E] = message
+        self._final_of: Callable[[E], str | None] = final_of
+        self._results: dict[str, E] = {}
+        self._waiters: dict[str, asyncio.Future[E]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._arrived = asyncio.Condition()
+
+    @classmethod
+    def runs(cls, bootstrap: str, reply_topic: str) -> Ends[RunCompleted]:
+        """Results of the runs the client sent (its reply topic)."""
+        return Ends(bootstrap, reply_topic, RunCompleted, lambda m: m.run_id)
+
+    @classmethod
+    def workflows(cls, bootstrap: str, events_topic: str) -> Ends[WorkflowEvent]:
+        """Final events of workflow runs."""
+        return Ends(bootstrap, events_topic, WorkflowEvent,
+                    lambda e: e.workflow_run_id if e.terminal else None)
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
                                           enable_auto_commit=False)
         await self._consumer.start()
-        tp = TopicPartition(self._topic, 0)
-        self._consumer.assign([tp])
-        await self._consumer.seek_to_beginning(tp)
+        tps = await topic_partitions(self._consumer, self._topic)
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -103,12 +130,15 @@ class Completions:
             for records in batch.values():
                 for record in records:
                     try:
-                        done = decode(RunCompleted, record.value, Envelope.from_headers(
+                        done = decode(self._message, record.value, Envelope.from_headers(
                             record.headers or ()))
                     except ContractError:
                         continue
-                    self._results.setdefault(done.run_id, done)
-                    waiter = self._waiters.pop(done.run_id, None)
+                    key = self._final_of(done)
+                    if key is None:
+                        continue
+                    self._results.setdefault(key, done)
+                    waiter = self._waiters.pop(key, None)
                     if waiter is not None and not waiter.done():
                         waiter.set_result(done)
             if batch:
@@ -125,17 +155,17 @@ class Completions:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: self.count >= target)
 
-    async def wait(self, run_id: str, timeout: float) -> RunCompleted | None:
-        if run_id in self._results:
-            return self._results[run_id]
-        waiter = self._waiters.setdefault(run_id, asyncio.get_running_loop().create_future())
+    async def wait(self, key: str, timeout: float) -> E | None:
+        if key in self._results:
+            return self._results[key]
+        waiter = self._waiters.setdefault(key, asyncio.get_running_loop().create_future())
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except TimeoutError:
             return None
 
-    def result(self, run_id: str) -> RunCompleted | None:
-        return self._results.get(run_id)
+    def result(self, key: str) -> E | None:
+        return self._results.get(key)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -147,9 +177,11 @@ class Completions:
 class Driver:
     """Sends requests for one scenario and waits for their results."""
 
-    def __init__(self, client: MindstreamClient, completions: Completions, log: RequestLog,
-                 *, send_retries: int = 1, result_timeout: float = 90.0) -> None:
+    def __init__(self, client: MindstreamClient, completions: Ends[RunCompleted], log: RequestLog,
+                 *, workflow_ends: Ends[WorkflowEvent] | None = None, send_retries: int = 1,
+                 result_timeout: float = 90.0) -> None:
         self.client, self.completions, self.log = client, completions, log
+        self.workflow_ends = workflow_ends
         self.send_retries = send_retries
         self.result_timeout = result_timeout
 
@@ -165,8 +197,13 @@ class Driver:
         for attempt in range(1, self.send_retries + 1):
             sent.attempts = attempt
             try:
-                await self.client.submit(sent.agent, sent.text, session=sent.session_id,
-                                         user=f"user-{sent.session_id}", run_id=sent.run_id)
+                if sent.workflow:
+                    await self.client.start_workflow(
+                        sent.agent, sent.text, user=f"user-{sent.session_id}",
+                        workflow_run_id=sent.run_id, session=sent.session_id)
+                else:
+                    await self.client.submit(sent.agent, sent.text, session=sent.session_id,
+                                             user=f"user-{sent.session_id}", run_id=sent.run_id)
             except Exception as exc:
                 sent.refused = f"{type(exc).__name__}: {exc}"[:200]
                 if attempt < self.send_retries:
@@ -175,6 +212,20 @@ class Driver:
             sent.accepted, sent.refused = True, None
             return True
         return False
+
+    async def workflow(self, session: str, workflow: str, text: str = "go",
+                       timeout: float | None = None) -> WorkflowEvent | None:
+        """Start a workflow run and wait for its final event (None: none in time)."""
+        assert self.workflow_ends is not None, "this driver has no workflow reader"
+        sent = Sent(f"wf-{self.log.scenario}-{uuid.uuid4().hex[:16]}", session, workflow, text,
+                    0, ordered=False, workflow=True)
+        self.log.sent.append(sent)
+        if not await self.send(sent):
+            return None
+        done = await self.workflow_ends.wait(sent.run_id, timeout or self.result_timeout)
+        if done is not None:
+            sent.done_at = time.monotonic()
+        return done
 
     async def await_result(self, sent: Sent, timeout: float | None = None) -> RunCompleted | None:
         if not sent.accepted:

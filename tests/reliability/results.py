@@ -14,8 +14,8 @@ RESULTS_FILE = Path(__file__).resolve().parent / "results" / "latest.json"
 
 _COLUMNS = [
     ("scenario", "scenario", 26), ("ok", "passed", 4), ("sent", "runs_sent", 6),
-    ("done", "completed", 6), ("failed", "failed", 6), ("lost", "lost", 5),
-    ("dup", "duplicate_endings", 4), ("2x fx", "double_side_effects", 5),
+    ("done", "completed", 6), ("failed", "failed", 6), ("wf done", "workflows", 8),
+    ("lost", "all_lost", 5), ("dup", "all_duplicates", 4), ("2x fx", "double_side_effects", 5),
     ("order", "order_violations", 5), ("dlq?", "dead_letters_unexpected", 5),
     ("recover s", "recover_s", 9), ("time s", "duration_s", 7),
 ]
@@ -45,7 +45,15 @@ class Results:
         lines = [head, "-" * len(head)]
         for name, figures in self.scenarios.items():
             row = {**figures, "scenario": name,
-                   "passed": "yes" if figures.get("passed") else "NO"}
+                   "passed": "yes" if figures.get("passed") else "NO",
+                   # runs, workflow runs and the runs their steps started, together
+                   "all_lost": _total(figures, "lost", "workflows_lost",
+                                      "workflow_step_runs_lost"),
+                   "all_duplicates": _total(figures, "duplicate_endings",
+                                            "workflow_duplicate_endings"),
+                   "workflows": (f"{figures.get('workflows_completed', 0)}/"
+                                 f"{figures['workflows_sent']}"
+                                 if figures.get("workflows_sent") else None)}
             lines.append(" ".join(_cell(row.get(key), width) for _t, key, width in _COLUMNS))
             reasons = figures.get("failed_reasons") or {}
             for reason, count in list(reasons.items())[:4]:
@@ -53,6 +61,11 @@ class Results:
             for note in figures.get("notes", []):
                 lines.append(f"    note: {note}")
         return lines
+
+
+def _total(figures: dict[str, Any], *keys: str) -> int | None:
+    values = [figures[k] for k in keys if isinstance(figures.get(k), int)]
+    return sum(values) if values else None
 
 
 def _cell(value: Any, width: int) -> str:

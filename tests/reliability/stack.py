@@ -32,9 +32,11 @@ from aiokafka import AIOKafkaProducer
 from mindstream.dev import process, services
 from mindstream.dev.process import free_port
 from schemas.agents import AgentDefinition
+from schemas.base import Message
 from schemas.codec import encode
 from schemas.envelope import Envelope
-from schemas.topics import AGENTS, TOPICS
+from schemas.topics import AGENTS, TOPICS, WORKFLOWS, TopicSpec
+from schemas.workflows import WorkflowDefinition
 from services.tools.builtins import BUILTIN_MODULES
 from shared.kafka.admin import apply_topics
 from shared.settings import KafkaSettings
@@ -46,9 +48,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "script.yaml"
 AGENTS_FILE = HERE / "agents.yaml"
-# The services of the architecture's table. The workflows service is being built
-# alongside this suite and is left out until it settles (see README).
-CORE_SERVICES: tuple[str, ...] = ("memory", "reasoning", "tools", "telemetry", "control-plane")
+WORKFLOWS_FILE = HERE / "workflows.yaml"
+CORE_SERVICES: tuple[str, ...] = ("memory", "reasoning", "tools", "telemetry", "control-plane",
+                                  "workflows")
 PARTITIONS = 6
 
 
@@ -192,15 +194,21 @@ class Stack:
         await self.wait_ready(started)
 
     async def publish_agents(self) -> None:
+        """The suite's agents and workflows, version 1, on the stack's own topics."""
         producer = AIOKafkaProducer(bootstrap_servers=self.spec.kafka_bootstrap, acks="all",
                                     enable_idempotence=True)
         await producer.start()
         try:
-            for raw in yaml.safe_load(AGENTS_FILE.read_text()):
-                agent = AgentDefinition.model_validate({"version": 1, **raw})
-                env = Envelope.new(agent, source="tests/reliability")
-                await producer.send_and_wait(AGENTS.physical(self.spec.prefix), encode(agent),
-                                             key=AGENTS.key_of(agent), headers=env.to_headers())
+            sources: list[tuple[TopicSpec, type[Message], Path]] = [
+                (AGENTS, AgentDefinition, AGENTS_FILE),
+                (WORKFLOWS, WorkflowDefinition, WORKFLOWS_FILE)]
+            for spec, model, path in sources:
+                for raw in yaml.safe_load(path.read_text()):
+                    definition = model.model_validate({"version": 1, **raw})
+                    env = Envelope.new(definition, source="tests/reliability")
+                    await producer.send_and_wait(spec.physical(self.spec.prefix),
+                                                 encode(definition), key=spec.key_of(definition),
+                                                 headers=env.to_headers())
         finally:
             await producer.stop()
 

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.checker import Verdict, normalise_reason, verify_order, verify_runs
+from tests.reliability.checker import (
+    Verdict,
+    normalise_reason,
+    verify_order,
+    verify_runs,
+    verify_workflows,
+)
 from tests.reliability.kafka_io import Rec
 from tests.reliability.load import RequestLog, Sent
 from tests.reliability.side_effect_tools import read_effects
@@ -57,6 +63,38 @@ def test_two_endings_a_lost_run_and_a_disagreeing_event_are_violations() -> None
     assert any("ended 2 times" in x for x in v.violations)
     assert any("never reached a final state" in x for x in v.violations)
     assert any("r3: terminal events ['failed'] disagree" in x for x in v.violations)
+
+
+def _final(msg_id: str, workflow_run_id: str, kind: str, offset: int) -> Rec:
+    return _rec(msg_id, {"workflow_run_id": workflow_run_id, "kind": kind, "seq": offset}, offset)
+
+
+def _step(run_id: str, workflow_run_id: str, offset: int) -> Rec:
+    return _rec(f"req-{run_id}", {"run_id": run_id, "metadata": {
+        "workflow_run_id": workflow_run_id}}, offset)
+
+
+def test_workflow_runs_and_their_step_runs_are_held_to_one_ending_and_one_effect() -> None:
+    log = RequestLog("t")
+    for wf in ("w1", "w2", "w3", "w4"):
+        log.sent.append(Sent(wf, "s", "relay", "go", 0, False, accepted=True, attempts=1,
+                             workflow=True))
+    v = Verdict("t")
+    lost = verify_workflows(
+        v, log,
+        [_final("f1", "w1", "workflow.completed", 0), _final("f1", "w1", "workflow.completed", 1),
+         _final("f2", "w2", "workflow.completed", 2), _final("f2b", "w2", "workflow.failed", 3),
+         _final("f4", "w4", "workflow.completed", 4)],
+        [_step("wfs-1", "w1", 0), _step("wfs-4", "w4", 1), _step("other", "elsewhere", 2)],
+        [_completed("c1", "wfs-1", "completed", 0)],
+        [_ended("e1", "wfs-1", "run.completed", 0)],
+        {"w1": 1, "w2": 1, "w4": 2})
+    assert lost == ["wfs-4"]  # w4's step run never ended
+    assert v.figures["workflows_completed"] == 3 and v.figures["workflows_lost"] == 1  # w3
+    assert v.figures["workflow_duplicate_endings"] == 1  # w2; w1's copy of one id is fine
+    assert v.figures["workflow_step_runs"] == 2
+    assert any("w4 completed but its bump step happened 2 times" in x for x in v.violations)
+    assert not any("w1" in x for x in v.violations)
 
 
 def test_results_out_of_request_order_are_caught() -> None:

@@ -18,5 +18,6 @@ async def test_baseline_mixed_load_keeps_every_promise(harness: Harness) -> None
     await asyncio.gather(
         *(d.ordered(f"s0-o{i}", "plain", ["echo"] * 4) for i in range(3)),
         *(d.sequential(f"s0-t{i}", "tooly", ["bump"] * 2) for i in range(3)),
+        *(d.workflow(f"s0-w{i}", "relay") for i in range(3)),
     )
     await run.finish()

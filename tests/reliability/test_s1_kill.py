@@ -18,15 +18,17 @@ from tests.reliability.stack import CORE_SERVICES
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
 
-REPLICATED = ("memory", "reasoning", "tools", "telemetry", "control-plane")
+REPLICATED = ("memory", "reasoning", "tools", "telemetry", "control-plane", "workflows")
 
 
 async def _probe(run: ScenarioRun, tag: str, sessions: int = 1) -> float:
-    """Seconds until fresh runs (an echo and a tool call per session) all complete."""
+    """Seconds until fresh runs (an echo, a tool call and a workflow per session) all end."""
     started = time.monotonic()
-    await asyncio.gather(*(
-        run.driver.one(f"s1-probe-{tag}-{i}", agent, verb, timeout=120)
-        for i in range(sessions) for agent, verb in (("plain", "echo"), ("tooly", "bump"))))
+    await asyncio.gather(
+        *(run.driver.one(f"s1-probe-{tag}-{i}", agent, verb, timeout=120)
+          for i in range(sessions) for agent, verb in (("plain", "echo"), ("tooly", "bump"))),
+        *(run.driver.workflow(f"s1-probe-{tag}-w{i}", "relay", timeout=120)
+          for i in range(sessions)))
     return round(time.monotonic() - started, 1)
 
 
@@ -36,8 +38,10 @@ async def test_kill_9_each_service_then_lose_one_of_two_replicas(harness: Harnes
     stop = asyncio.Event()
 
     async def work(n: int) -> None:
-        if n % 2:
+        if n % 3 == 1:
             await d.sequential(f"s1-t{n}", "tooly", ["bump", "bump"])
+        elif n % 3 == 2:
+            await d.workflow(f"s1-w{n}", "relay")
         else:
             await d.ordered(f"s1-o{n}", "plain", ["echo"] * 3)
 

@@ -62,8 +62,10 @@ async def test_broker_restart_and_database_outage(
             stop = asyncio.Event()
 
             async def work(n: int) -> None:
-                if n % 2:
+                if n % 3 == 1:
                     await d.sequential(f"s2-t{n}", "tooly", ["bump", "bump"])
+                elif n % 3 == 2:
+                    await d.workflow(f"s2-w{n}", "relay")
                 else:
                     await d.ordered(f"s2-o{n}", "plain", ["echo"] * 3)
 
