@@ -8,6 +8,7 @@ from schemas.agents import AgentDefinition, ModelSettings, TeamSettings
 from schemas.audit import AuditEvent, AuditOutcome, AuditTarget
 from schemas.base import Message
 from schemas.common import Actor, ActorKind, ChatMessage, ChatRole, ToolCallRequest, Usage
+from schemas.control import ControlState
 from schemas.knowledge import KnowledgeDocument, KnowledgeHit, KnowledgeQuery
 from schemas.runs import (
     MemoryItem,
@@ -22,6 +23,16 @@ from schemas.runs import (
     RunStatus,
 )
 from schemas.tools import ToolCall, ToolResult
+from schemas.workflows import (
+    StepType,
+    WorkflowCommand,
+    WorkflowCommandKind,
+    WorkflowDefinition,
+    WorkflowEvent,
+    WorkflowEventKind,
+    WorkflowRequested,
+    WorkflowStep,
+)
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -143,5 +154,32 @@ def sample_messages() -> list[Message]:
             text="# Shipping\n\nOrders ship within two days.",
             metadata={"lang": "en"},
             published_at=T0,
+        ),
+        ControlState(version=1, degraded=True, reason="overload", changed_at=T0),
+        WorkflowDefinition(
+            id="review",
+            version=1,
+            steps=[WorkflowStep(id="draft", type=StepType.AGENT, agent="writer", input="{{input}}")],
+        ),
+        WorkflowRequested(
+            workflow_run_id="wr-1",
+            workflow_id="review",
+            input="Write it.",
+            user_id="user-1",
+            requested_at=T0,
+        ),
+        WorkflowCommand(
+            command_id="wcmd-1",
+            workflow_run_id="wr-1",
+            command=WorkflowCommandKind.CANCEL,
+            actor=Actor(kind=ActorKind.USER, id="ops"),
+            issued_at=T0,
+        ),
+        WorkflowEvent(
+            workflow_run_id="wr-1",
+            workflow_id="review@1",
+            seq=0,
+            kind=WorkflowEventKind.STARTED,
+            at=T0,
         ),
     ]
