@@ -35,6 +35,7 @@ from schemas.audit import AuditEvent
 from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.errors import ContractError
+from schemas.knowledge import KnowledgeDocument
 from schemas.topics import (
     AUDIT,
     RUNS_COMPLETED,
@@ -45,6 +46,8 @@ from schemas.topics import (
     WORKFLOWS_EVENTS,
 )
 from services.control_plane.audit_chain import verify
+from services.memory.chunking import plan_ingest
+from services.memory.settings import MemoryServiceSettings
 from tests.reliability.kafka_io import Rec, end_offsets, group_lag, read_topic
 from tests.reliability.load import RequestLog
 from tests.reliability.side_effect_tools import read_effects
@@ -149,6 +152,8 @@ class Checker:
         if check_order:
             verify_order(verdict, log, completed)
         await self.check_tools(verdict, log)
+        if log.documents:
+            await self.check_knowledge(verdict, log.documents)
         await self.check_audit(verdict)
         await self.check_dlq(verdict, dlq_since, dlq_expected)
         return verdict
@@ -207,6 +212,43 @@ class Checker:
             "tool_calls": len(calls), "side_effects": sum(mine.values()),
             "double_side_effects": len(doubled), "interrupted_calls": interrupted,
         })
+
+    async def check_knowledge(self, verdict: Verdict,
+                              documents: Mapping[str, KnowledgeDocument]) -> None:
+        """Memory holds exactly the last version of every document published: its hash
+        and exactly its chunks (none missing, none left of an older version), or, for a
+        deleted one, no chunks."""
+        settings = MemoryServiceSettings()
+        ids = sorted(documents)
+        stored = {d["_id"]: d async for d in self.db.knowledge_documents.find(
+            {"_id": {"$in": ids}}, {"text": 0})}
+        chunks: dict[str, set[str]] = {}
+        async for c in self.db.knowledge_chunks.find({"document_id": {"$in": ids}},
+                                                     {"_id": 1, "document_id": 1}):
+            chunks.setdefault(c["document_id"], set()).add(c["_id"])
+        wrong = 0
+        for doc_id in ids:
+            last, doc, have = documents[doc_id], stored.get(doc_id), chunks.get(doc_id, set())
+            if last.deleted:
+                want: set[str] = set()
+                ok = doc is not None and doc.get("deleted") is True
+            else:
+                plan = plan_ingest(doc_id, last.text, existing_hash=None,
+                                   max_tokens=settings.chunk_max_tokens,
+                                   overlap_tokens=settings.chunk_overlap_tokens)
+                want = {c.id for c in plan.chunks}
+                ok = doc is not None and doc.get("doc_hash") == plan.doc_hash \
+                    and not doc.get("deleted")
+            if not ok or have != want:
+                wrong += 1
+                verdict.fail(f"knowledge document {doc_id}: stored "
+                             f"{'nothing' if doc is None else doc.get('doc_hash')} "
+                             f"(deleted={doc.get('deleted') if doc else None}), "
+                             f"{len(want - have)} chunks missing, {len(have - want)} extra; "
+                             f"last published {'deleted' if last.deleted else 'a new version'}")
+        verdict.figures.update({"knowledge_documents": len(ids),
+                                "knowledge_chunks": sum(len(c) for c in chunks.values()),
+                                "knowledge_wrong": wrong})
 
     async def check_audit(self, verdict: Verdict) -> None:
         records = await read_topic(self.bootstrap, self.topic(AUDIT.name))

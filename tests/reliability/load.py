@@ -28,6 +28,7 @@ from mindstream.client import MindstreamClient
 from schemas.codec import decode
 from schemas.envelope import Envelope
 from schemas.errors import ContractError
+from schemas.knowledge import KnowledgeDocument
 from schemas.runs import RunCompleted
 from schemas.workflows import WorkflowEvent
 from shared.tasks import cancel_and_wait
@@ -60,6 +61,8 @@ class RequestLog:
 
     scenario: str
     sent: list[Sent] = field(default_factory=list)
+    documents: dict[str, KnowledgeDocument] = field(default_factory=dict)
+    """The last version published of each knowledge document: what memory must hold."""
 
     def runs(self) -> list[Sent]:
         return [s for s in self.sent if not s.workflow]

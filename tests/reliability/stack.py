@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,20 +195,22 @@ class Stack:
 
     async def publish_agents(self) -> None:
         """The suite's agents and workflows, version 1, on the stack's own topics."""
+        for spec, model, path in ((AGENTS, AgentDefinition, AGENTS_FILE),
+                                  (WORKFLOWS, WorkflowDefinition, WORKFLOWS_FILE)):
+            await self.publish(spec, [model.model_validate({"version": 1, **raw})
+                                      for raw in yaml.safe_load(path.read_text())])
+
+    async def publish(self, spec: TopicSpec, messages: Sequence[Message]) -> None:
+        """Publish as a user's own producer would: acks=all, idempotent, keyed by the
+        topic's key, in order."""
         producer = AIOKafkaProducer(bootstrap_servers=self.spec.kafka_bootstrap, acks="all",
                                     enable_idempotence=True)
         await producer.start()
         try:
-            sources: list[tuple[TopicSpec, type[Message], Path]] = [
-                (AGENTS, AgentDefinition, AGENTS_FILE),
-                (WORKFLOWS, WorkflowDefinition, WORKFLOWS_FILE)]
-            for spec, model, path in sources:
-                for raw in yaml.safe_load(path.read_text()):
-                    definition = model.model_validate({"version": 1, **raw})
-                    env = Envelope.new(definition, source="tests/reliability")
-                    await producer.send_and_wait(spec.physical(self.spec.prefix),
-                                                 encode(definition), key=spec.key_of(definition),
-                                                 headers=env.to_headers())
+            for message in messages:
+                env = Envelope.new(message, source="tests/reliability")
+                await producer.send_and_wait(spec.physical(self.spec.prefix), encode(message),
+                                             key=spec.key_of(message), headers=env.to_headers())
         finally:
             await producer.stop()
 

@@ -1,5 +1,7 @@
 """Scenario 1: kill -9 each service in turn under load and restart it; then every service
 gets a second replica and a "node" dies taking one replica of each (the survivors rebalance).
+Right before each kill, knowledge documents are published (new, updated, deleted): memory
+must end with exactly the last version of each.
 
 Recovery time is measured with probe runs sent right after each kill: the time
 until the probe's result arrives covers the restart (or the rebalance) and the
@@ -10,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from schemas.knowledge import KnowledgeDocument
+from schemas.topics import KNOWLEDGE_DOCUMENTS
 from tests.reliability.harness import Harness, ScenarioRun
 from tests.reliability.stack import CORE_SERVICES
 
@@ -32,6 +37,32 @@ async def _probe(run: ScenarioRun, tag: str, sessions: int = 1) -> float:
     return round(time.monotonic() - started, 1)
 
 
+def _text(doc: int, version: int) -> str:
+    """A markdown document of several chunks; every version a different text."""
+    sections = [f"## Part {p}\n\n" + " ".join(
+        f"Fact {p}.{i} of document {doc}, version {version}: the answer is {doc * version + i}."
+        for i in range(40)) for p in range(3)]
+    return f"# Document {doc} v{version}\n\n" + "\n\n".join(sections)
+
+
+async def _documents(run: ScenarioRun, round_: int) -> None:
+    """Knowledge published right before a kill: a new document, a new version of the
+    previous round's, and the one before that deleted. Memory must end with exactly
+    the last version of each (the checker compares hashes and chunk ids)."""
+    def doc(n: int, version: int, deleted: bool = False) -> KnowledgeDocument:
+        return KnowledgeDocument(document_id=f"s1-doc-{n}", source=f"s1/doc-{n}.md",
+                                 text="" if deleted else _text(n, version), deleted=deleted,
+                                 published_at=datetime.now(UTC))
+
+    batch = [doc(round_, 1)]
+    if round_ >= 1:
+        batch.append(doc(round_ - 1, 2))
+    if round_ >= 2:
+        batch.append(doc(round_ - 2, 0, deleted=True))
+    await run.harness.stack.publish(KNOWLEDGE_DOCUMENTS, batch)
+    run.log.documents.update({d.document_id: d for d in batch})
+
+
 async def test_kill_9_each_service_then_lose_one_of_two_replicas(harness: Harness) -> None:
     run = await harness.begin("1-kill-9-and-rebalance")
     stack, completions, d = harness.stack, harness.completions, run.driver
@@ -48,8 +79,9 @@ async def test_kill_9_each_service_then_lose_one_of_two_replicas(harness: Harnes
     load = asyncio.create_task(d.until(stop, work, workers=4))
     kills: dict[str, dict[str, float]] = {}
     try:
-        for name in CORE_SERVICES:
+        for round_, name in enumerate(CORE_SERVICES):
             await completions.progressed(4)  # the load is flowing: the kill lands mid-work
+            await _documents(run, round_)  # and memory has knowledge to ingest
             (instance,) = stack.of(name)
             stack.kill(instance)
             probe = asyncio.create_task(_probe(run, name))
