@@ -240,6 +240,10 @@ def drive_workflow(base_url: str, waiting_seen: Any, loop: asyncio.AbstractEvent
         wait.until(lambda d: d.find_element(By.ID, "wf-start-result").text,
                    "the start form's result")
         started = driver.find_element(By.ID, "wf-start-result").text
+        # The page opens the run it has just started; only then open the other one, or
+        # that late open replaces it.
+        wait.until(lambda d: started.removeprefix("started ") in d.find_element(
+            By.ID, "wf-title").text, "the started run opened")
         row = f'tr[data-workflow-run="{WORKFLOW_RUN}"]'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row), f"the row of {WORKFLOW_RUN}")
         wait.until(lambda d: d.execute_script(
