@@ -11,15 +11,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 __all__ = ["eventually"]
 
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], T | Awaitable[T]], *, what: str,
-                     timeout_s: float = 30.0, every_s: float = 0.05) -> T:
+@overload
+async def eventually(check: Callable[[], Awaitable[T]], *, what: str,
+                     timeout_s: float = ..., every_s: float = ...) -> T: ...
+@overload
+async def eventually(check: Callable[[], T], *, what: str,
+                     timeout_s: float = ..., every_s: float = ...) -> T: ...
+
+
+async def eventually(check: Callable[[], Any], *, what: str,
+                     timeout_s: float = 30.0, every_s: float = 0.05) -> Any:
     """Call ``check`` (sync or async) until it returns something truthy; return that.
 
     Raises ``AssertionError`` naming ``what`` (and the last value seen) after
@@ -33,7 +41,7 @@ async def eventually(check: Callable[[], T | Awaitable[T]], *, what: str,
                 if inspect.isawaitable(value):
                     value = await value
                 if value:
-                    return value  # type: ignore[return-value]
+                    return value
                 last = value
                 await asyncio.sleep(every_s)
     except TimeoutError:
